@@ -1,0 +1,28 @@
+# One place for the project's commands; the README and .ci/run call these targets.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+SMENV  := $(VENV)/bin/smenv
+EXAMPLE ?= examples/half_plus_two
+
+.PHONY: install test demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(SMENV) inspect $(EXAMPLE)
+
+bench:
+	@echo "make bench: not yet: the benchmark lands with issue 5"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist

@@ -1,0 +1,3 @@
+from smenv.cli import app
+
+app()

@@ -1,0 +1,131 @@
+"""All terminal output: rich views for people, one JSON object for machines, errors on stderr.
+
+Commands build a result object and hand it here; nothing else in smenv prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from smenv.errors import SmenvError
+from smenv.model.facts import ModelFacts, TensorSpec
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    # Plain print, not rich: JSON must not be wrapped or coloured.
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(error: SmenvError, as_json: bool) -> None:
+    if as_json:
+        print_json({"ok": False, "error": error.to_json()})
+    err.print(Text(f"smenv: error: {error}"), soft_wrap=True)
+
+
+def note(message: str) -> None:
+    err.print(Text(f"smenv: {message}", style="dim"), soft_wrap=True)
+
+
+def spec_text(spec: TensorSpec) -> str:
+    dtype = spec.dtype or "?"
+    if spec.shape is None:
+        shape = "[unknown rank]" if spec.dtype else ""
+    else:
+        shape = "[" + ",".join("?" if d is None else str(d) for d in spec.shape) + "]"
+    kind = "" if spec.kind == "dense" else f" ({spec.kind})"
+    return f"{spec.name}: {dtype}{shape}{kind}"
+
+
+def show_facts(facts: ModelFacts) -> None:
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    rows = [
+        ("Model", facts.path),
+        ("Read from", facts.model_root if facts.model_root != facts.path else None),
+        ("Format", facts.format + (" (weights only)" if facts.weights_only else "")),
+        ("TensorFlow", _version_line(facts.tensorflow_version, facts.tensorflow_git_version)),
+        ("Keras", facts.keras_version or "not recorded"),
+        ("Saved at", facts.saved_at),
+        ("Size", _size(facts.size_bytes)),
+        ("Digest", facts.digest),
+    ]
+    for label, value in rows:
+        if value is not None:
+            head.add_row(label, Text(str(value)))
+    out.print(head)
+
+    if len(facts.meta_graphs) > 1:
+        table = Table(title="Meta graphs", title_justify="left", show_edge=False)
+        for col in ("tags", "TensorFlow", "signatures", "nodes"):
+            table.add_column(col)
+        for mg in facts.meta_graphs:
+            table.add_row(",".join(mg.tags), mg.tensorflow_version or "-", ", ".join(mg.signature_names), str(mg.op_count))
+        out.print(table)
+    elif facts.meta_graphs:
+        out.print(Text(f"Tags        {','.join(facts.meta_graphs[0].tags) or '(none)'}"))
+
+    if facts.signatures:
+        table = Table(title="Signatures", title_justify="left", show_edge=False)
+        table.add_column("name", style="bold")
+        table.add_column("inputs")
+        table.add_column("outputs")
+        for sig in facts.signatures:
+            table.add_row(
+                sig.name,
+                Text("\n".join(spec_text(s) for s in sig.inputs) or "-"),
+                Text("\n".join(spec_text(s) for s in sig.outputs) or "-"),
+            )
+        out.print(table)
+
+    if facts.ops:
+        total = sum(facts.ops.values())
+        out.print(Text(f"Ops ({len(facts.ops)} types, {total} nodes)", style="bold"))
+        out.print(Text("  " + "  ".join(f"{op}×{n}" for op, n in facts.ops.items())), soft_wrap=True)
+    if facts.layers:
+        out.print(Text(f"Layers ({sum(facts.layers.values())})", style="bold"))
+        out.print(Text("  " + "  ".join(f"{name}×{n}" for name, n in facts.layers.items())), soft_wrap=True)
+
+    if facts.custom_objects:
+        table = Table(title="Custom objects (not from Keras / tf.keras)", title_justify="left", show_edge=False)
+        for col in ("kind", "class", "module", "registered name", "uses"):
+            table.add_column(col)
+        for obj in facts.custom_objects:
+            table.add_row(obj.kind, obj.class_name, obj.module or "-", obj.registered_name or "-", str(obj.count))
+        out.print(table)
+    else:
+        out.print(Text("Custom objects: none"))
+
+    if facts.companion_packages:
+        out.print(Text("Companion packages needed", style="bold"))
+        for pkg in facts.companion_packages:
+            out.print(Text(f"  {pkg.name}: " + "; ".join(pkg.evidence)), soft_wrap=True)
+    else:
+        out.print(Text("Companion packages: none"))
+
+    for line in facts.notes:
+        out.print(Text(f"Note: {line}", style="yellow"), soft_wrap=True)
+
+
+def _version_line(version: str | None, git: str | None) -> str:
+    if version is None:
+        return "not recorded in this format"
+    return f"{version} ({git})" if git else version
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

@@ -1,0 +1,86 @@
+"""What smenv knows about a model after reading it: frozen, typed, and JSON-ready.
+
+Every later stage (environment resolution, rendering, verification) takes a `ModelFacts` and
+never re-reads the model files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Format names, also the values of the JSON `format` key.
+SAVEDMODEL = "savedmodel"  # a SavedModel with no Keras metadata: tf.saved_model.load
+KERAS_SAVEDMODEL = "keras-savedmodel"  # a tf.keras (Keras 2) SavedModel: tf.keras.models.load_model
+KERAS = "keras"  # a `.keras` zip archive
+H5 = "h5"  # a legacy HDF5 file written by Keras
+FORMATS = (SAVEDMODEL, KERAS_SAVEDMODEL, KERAS, H5)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str | None
+    shape: tuple[int | None, ...] | None  # None: unknown rank; None inside: unknown dimension
+    tensor_name: str | None = None  # the graph tensor behind a SavedModel signature key
+    kind: str = "dense"  # dense | sparse | composite
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    method_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MetaGraph:
+    tags: tuple[str, ...]
+    tensorflow_version: str | None
+    tensorflow_git_version: str | None
+    signature_names: tuple[str, ...]
+    op_count: int
+    graph_producer: int | None = None
+
+
+@dataclass(frozen=True)
+class CustomObject:
+    class_name: str
+    module: str | None
+    registered_name: str | None
+    kind: str = "class"  # class | function | lambda
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class CompanionPackage:
+    name: str
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    path: str
+    format: str
+    tensorflow_version: str | None
+    tensorflow_git_version: str | None
+    keras_version: str | None
+    saved_at: str | None
+    meta_graphs: tuple[MetaGraph, ...]
+    signatures: tuple[Signature, ...]
+    ops: dict[str, int]
+    custom_objects: tuple[CustomObject, ...]
+    companion_packages: tuple[CompanionPackage, ...]
+    weights_only: bool
+    digest: str
+    size_bytes: int
+    model_root: str  # the directory or file actually read (a version sub-directory when one was chosen)
+    keras_backend: str | None = None
+    layers: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        # Tuples become lists in JSON anyway; spell the shapes out so `null` means "unknown".
+        return {"schema": 1, **data}

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPUS = SHARED / "corpus"
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def corpus_table() -> list[dict[str, str]]:
+    """The known facts table of ../shared/corpus/README.md, one dict per model directory."""
+    readme = CORPUS / "README.md"
+    if not readme.is_file():
+        # Not a skip: CI always has ../shared beside the clone; without it the suite is incomplete.
+        raise RuntimeError(f"{readme} is missing: clone the project with shared/ beside it")
+    rows = [line for line in readme.read_text().splitlines() if line.startswith("|")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    table = []
+    for line in rows[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        table.append(dict(zip(header, cells)))
+    return table
+
+
+def literal(cell: str) -> str:
+    """`the literal text `b'v1.12.0-...'`` -> the stored text; other cells as they are."""
+    m = re.search(r"`([^`]*)`", cell)
+    return m.group(1) if m else cell
+
+
+@pytest.fixture
+def tmp_model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    return d

@@ -32,6 +32,44 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of the readable view.")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A SavedModel directory, a TF Serving base directory (numeric version sub-directories), "
+        "a `.keras` archive, or a legacy `.h5`/`.hdf5` file.",
+        show_default=False,
+    ),
+]
+ModelVersionOption = Annotated[
+    Optional[int],
+    typer.Option("--model-version", help="In a TF Serving base directory, the version to read (default: the highest)."),
+]
+TagsOption = Annotated[
+    Optional[str],
+    typer.Option("--tags", help="Comma-separated meta graph tags to read (default: the graph tagged `serve`, else the first)."),
+]
+RequirementsOption = Annotated[
+    Optional[Path],
+    typer.Option("--requirements", "-r", help="The training environment's requirements.txt (`-r`/`-c` includes and index options are honoured)."),
+]
+TfVersionOption = Annotated[
+    Optional[str], typer.Option("--tf-version", help="Use this TensorFlow release instead of the one the model records.")
+]
+PythonOption = Annotated[
+    Optional[str], typer.Option("--python", help="Python version, e.g. 3.11 (default: the newest the TensorFlow release supports).")
+]
+GpuOption = Annotated[bool, typer.Option("--gpu", help="Build for NVIDIA GPUs (the CUDA route the TensorFlow release needs).")]
+BaseImageOption = Annotated[
+    Optional[str], typer.Option("--base-image", help="Base image to build FROM (default: python:X.Y-slim-<debian>, see `smenv base`).")
+]
+AsOfOption = Annotated[
+    Optional[str],
+    typer.Option("--as-of", help="Resolve packages as of this date (YYYY-MM-DD; default: the model's save date, else the TensorFlow release date)."),
+]
+CodeOption = Annotated[
+    Optional[list[Path]],
+    typer.Option("--code", help="A module or package directory the model needs (custom layers); copied into the image and put on PYTHONPATH. Repeatable."),
+]
 
 
 @contextmanager
@@ -72,23 +110,10 @@ def main(
 
 @app.command()
 def inspect(
-    model: Annotated[
-        Path,
-        typer.Argument(
-            help="A SavedModel directory, a TF Serving base directory (numeric version sub-directories), "
-            "a `.keras` archive, or a legacy `.h5`/`.hdf5` file.",
-            show_default=False,
-        ),
-    ],
+    model: ModelArg,
     as_json: JsonOption = False,
-    model_version: Annotated[
-        Optional[int],
-        typer.Option("--model-version", help="In a TF Serving base directory, the version to read (default: the highest)."),
-    ] = None,
-    tags: Annotated[
-        Optional[str],
-        typer.Option("--tags", help="Comma-separated meta graph tags to read (default: the graph tagged `serve`, else the first)."),
-    ] = None,
+    model_version: ModelVersionOption = None,
+    tags: TagsOption = None,
 ) -> None:
     """Show what a model records about itself, without TensorFlow.
 
@@ -103,12 +128,69 @@ def inspect(
     from smenv.model.inspect import inspect_model
 
     with _handled(as_json):
-        tag_tuple = tuple(t.strip() for t in tags.split(",") if t.strip()) if tags else None
-        facts = inspect_model(model, version=model_version, tags=tag_tuple)
+        facts = inspect_model(model, version=model_version, tags=_tags(tags))
         if as_json:
             console.print_json(facts.to_json())
         else:
             console.show_facts(facts)
+
+
+@app.command()
+def generate(
+    model: ModelArg,
+    requirements: RequirementsOption = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the build context to.")] = Path("smenv-build"),
+    gpu: GpuOption = False,
+    tf_version: TfVersionOption = None,
+    python: PythonOption = None,
+    base_image: BaseImageOption = None,
+    as_of: AsOfOption = None,
+    code: CodeOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Download the locked wheels into the context, so `docker build` needs no network.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve and print the plan; write nothing, lock nothing.")] = False,
+    model_version: ModelVersionOption = None,
+    tags: TagsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resolve the environment a model needs, lock it, and write a Docker build context.
+
+    The model's own producer version decides the TensorFlow release; the training requirements add
+    the rest. Every decision is printed with its reason and recorded in `smenv.json`. The context
+    (Dockerfile, requirements.lock, the model, your `--code`, smenv.json) builds by hand with
+    `docker build DIR`. The same inputs give byte-identical output; a failure leaves no directory.
+
+    **Examples**
+
+    `smenv generate ./export/1 -r requirements.txt -o build/` ·
+    `smenv generate model.keras --gpu --dry-run` ·
+    `smenv generate ./model --tf-version 2.15.1 --python 3.11 --json`
+    """
+    from smenv import pipeline
+    from smenv.env.resolve import ResolveOptions
+
+    with _handled(as_json):
+        options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of)
+        with console.progress() as progress:
+            result = pipeline.generate(
+                pipeline.ModelInput(model, model_version, _tags(tags)),
+                requirements,
+                options,
+                None if dry_run else output,
+                code=tuple(code or ()),
+                offline=offline,
+                dry_run=dry_run,
+                progress=progress,
+            )
+        if as_json:
+            console.print_json(result.to_json())
+        else:
+            console.show_generated(result)
+
+
+def _tags(text: str | None) -> tuple[str, ...] | None:
+    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 
 
 def run() -> None:  # pragma: no cover - console-script shim for `python -m smenv`

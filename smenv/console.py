@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +17,9 @@ from rich.text import Text
 
 from smenv.errors import SmenvError
 from smenv.model.facts import ModelFacts, TensorSpec
+
+if TYPE_CHECKING:
+    from smenv.pipeline import Generated
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -34,6 +39,24 @@ def print_error(error: SmenvError, as_json: bool) -> None:
 
 def note(message: str) -> None:
     err.print(Text(f"smenv: {message}", style="dim"), soft_wrap=True)
+
+
+@contextmanager
+def progress() -> Iterator[Callable[[str], None]]:
+    """A status line on stderr for long steps; each message is also kept as a log line.
+
+    On a terminal, rich shows a spinner with the current step; elsewhere (CI, pipes) each step is
+    printed once, so logs still show where time went.
+    """
+    if err.is_terminal:
+        with err.status("starting") as status:
+            def update(message: str) -> None:
+                status.update(message)
+                err.print(Text(f"smenv: {message}", style="dim"), soft_wrap=True)
+
+            yield update
+    else:
+        yield lambda message: err.print(Text(f"smenv: {message}", style="dim"), soft_wrap=True)
 
 
 def spec_text(spec: TensorSpec) -> str:
@@ -129,3 +152,28 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def show_generated(result: "Generated") -> None:
+    plan = result.plan
+    table = Table(title="Environment", title_justify="left", show_edge=False)
+    table.add_column("decision", style="bold")
+    table.add_column("choice")
+    table.add_column("why", overflow="fold")
+    for d in plan.decisions:
+        style = "yellow" if d.level == "warning" else None
+        table.add_row(d.topic, Text(d.choice, style=style), Text(d.reason, style=style))
+    out.print(table)
+    if result.lock is not None:
+        out.print(
+            Text(f"Locked {len(result.lock.packages)} packages for Python {result.lock.python} ({result.lock.digest[:19]}…)")
+        )
+    if result.base_image:
+        out.print(Text(f"Base image  {result.base_image}"))
+    for line in result.notes:
+        out.print(Text(f"Note: {line}", style="yellow"), soft_wrap=True)
+    if result.context is not None:
+        out.print(Text(f"Build context written to {result.context}", style="bold green"))
+        out.print(Text(f"Next: smenv build {result.facts.path}  (or by hand: docker build {result.context})"))
+    elif result.lock is None:
+        out.print(Text("Dry run: nothing was locked or written.", style="dim"))

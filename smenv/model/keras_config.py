@@ -23,8 +23,10 @@ from smenv.model.facts import CustomObject, Signature, TensorSpec
 
 # Top-level modules whose classes are Keras/TensorFlow built-ins.
 BUILTIN_MODULE_ROOTS = frozenset({"keras", "tf_keras", "tensorflow", "builtins"})
-# Serialisation helpers that look like objects but are not classes (serialization_lib.py).
-_PSEUDO_CLASSES = frozenset({"__tuple__", "__tensor__", "__numpy__", "__bytes__", "__ellipsis__", "__slice__", "__typespec__"})
+# Serialisation helpers look like objects but are not classes: "__tuple__", "__tensor__",
+# "__keras_tensor__", "__numpy__", ... (serialization_lib.py). "__lambda__" is the exception: it is code.
+def _is_pseudo_class(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and name != "__lambda__"
 
 
 @cache
@@ -71,7 +73,7 @@ def _walk(node: object, facts: ConfigFacts, in_layer_list: bool) -> None:
 
 
 def _classify(obj: dict, class_name: str, facts: ConfigFacts, is_layer: bool) -> None:
-    if class_name in _PSEUDO_CLASSES:
+    if _is_pseudo_class(class_name):
         return
     if is_layer:
         facts.layers[class_name.split(">")[-1]] += 1

@@ -1,0 +1,54 @@
+"""The resolved environment: what goes into the image, and why. Frozen and JSON-ready."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from smenv.env.requirements import IndexOptions
+
+
+@dataclass(frozen=True)
+class Decision:
+    topic: str  # tensorflow, python, device, keras, companion:<name>, as_of, base_image, requirement:<name>
+    choice: str
+    reason: str
+    level: str = "info"  # info | warning
+
+
+@dataclass(frozen=True)
+class Package:
+    requirement: str  # a PEP 508 line handed to the locker
+    origin: str  # "model", "requirements <file>:<line>", "companion rule", "smenv"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    tensorflow_version: str
+    tensorflow_package: str  # tensorflow-cpu | tensorflow | tensorflow[and-cuda] | tensorflow-gpu
+    python_candidates: tuple[str, ...]  # newest first; the locker takes the first that resolves
+    python_forced: bool
+    device: str  # cpu | gpu
+    gpu_route: str | None
+    cuda: str | None
+    cudnn: str | None
+    keras_major: int
+    legacy_keras: bool  # TF_USE_LEGACY_KERAS=1 with tf-keras on TF >= 2.16
+    loader: str  # saved_model | keras
+    base_image: str | None  # None: derived from the Python version once it is known
+    as_of: str  # ISO 8601 UTC: packages uploaded later are not considered
+    cutoff_exempt: tuple[str, ...]  # packages pinned on purpose, taken whatever their upload date
+    packages: tuple[Package, ...]
+    constraints: tuple[str, ...]
+    excludes: tuple[str, ...]  # package names dropped from resolution (tensorflow when tensorflow-cpu stands in)
+    index: IndexOptions = field(default_factory=IndexOptions)
+    env: tuple[tuple[str, str], ...] = ()
+    decisions: tuple[Decision, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def warnings(self) -> list[Decision]:
+        return [d for d in self.decisions if d.level == "warning"]

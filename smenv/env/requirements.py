@@ -1,0 +1,187 @@
+"""The training requirements.txt, parsed the way pip reads it (via pip-requirements-parser).
+
+Honoured: comments, `-r`/`-c` includes (relative to the including file, as pip does), environment
+markers, extras, `--hash`, and the index options `--index-url`, `--extra-index-url`, `--find-links`,
+which carry over to locking and building. Direct URLs to wheels and local wheel files are kept.
+Editable, VCS and local-directory requirements cannot be hash-locked or built without running their
+build code, so they are refused with the file and line and what to do instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from pip_requirements_parser import RequirementsFile
+
+from smenv.errors import SmenvError
+
+
+class RequirementsError(SmenvError):
+    exit_code = 7
+    kind = "requirements_error"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    name: str  # canonical (PEP 503) name
+    text: str  # the requirement as pip would read it, without hashes
+    specifier: str  # "" when unpinned
+    marker: str | None
+    extras: tuple[str, ...]
+    file: str
+    line: int
+    constraint: bool = False  # from a -c file: limits versions, installs nothing
+    url: str | None = None  # direct URL or local wheel path
+    hashes: tuple[str, ...] = ()
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def pinned_version(self) -> str | None:
+        """The version of an exact `==X` pin (no wildcard), else None."""
+        spec = self.specifier
+        if spec.startswith("==") and "," not in spec and "*" not in spec:
+            return spec[2:].strip()
+        if spec.startswith("===") and "," not in spec:
+            return spec[3:].strip()
+        return None
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+
+    def merged(self, other: "IndexOptions") -> "IndexOptions":
+        return IndexOptions(
+            index_url=other.index_url or self.index_url,
+            extra_index_urls=_unique(self.extra_index_urls + other.extra_index_urls),
+            find_links=_unique(self.find_links + other.find_links),
+            no_index=self.no_index or other.no_index,
+        )
+
+
+@dataclass(frozen=True)
+class Requirements:
+    requirements: tuple[Requirement, ...] = ()
+    index: IndexOptions = field(default_factory=IndexOptions)
+    files: tuple[str, ...] = ()
+
+    def named(self, name: str) -> list[Requirement]:
+        key = canonicalize_name(name)
+        return [r for r in self.requirements if r.name == key]
+
+    def installs(self) -> list[Requirement]:
+        return [r for r in self.requirements if not r.constraint]
+
+
+def parse_requirements(path: Path) -> Requirements:
+    if not path.is_file():
+        raise RequirementsError("requirements file not found", path)
+    reqs: list[Requirement] = []
+    files: list[str] = []
+    index = _collect(path.resolve(), reqs, files, constraint=False, stack=())
+    return Requirements(tuple(reqs), index, tuple(files))
+
+
+def _collect(path: Path, out: list[Requirement], files: list[str], constraint: bool, stack: tuple[Path, ...]) -> IndexOptions:
+    if path in stack:
+        raise RequirementsError(f"includes itself through {' -> '.join(p.name for p in stack)}", path)
+    if not path.is_file():
+        raise RequirementsError("included requirements file not found", path)
+    files.append(str(path))
+    try:
+        parsed = RequirementsFile.from_file(str(path), include_nested=False)
+    except Exception as exc:  # the parser raises plain exceptions on malformed text
+        raise RequirementsError(f"cannot parse: {exc}", path) from None
+    for bad in parsed.invalid_lines:
+        raise RequirementsError(f"line {bad.line_number}: cannot parse {bad.line.strip()!r} ({bad.error_message})", path)
+    index = IndexOptions()
+    for opt in parsed.options:
+        o = opt.options
+        for included in o.get("requirements", []):
+            index = index.merged(_collect(_relative(path, included), out, files, constraint, stack + (path,)))
+        for included in o.get("constraints", []):
+            index = index.merged(_collect(_relative(path, included), out, files, True, stack + (path,)))
+        index = index.merged(
+            IndexOptions(
+                index_url=o.get("index_url"),
+                extra_index_urls=tuple(o.get("extra_index_urls", ())),
+                find_links=tuple(_link(path, f) for f in o.get("find_links", ())),
+                no_index=bool(o.get("no_index")),
+            )
+        )
+    for req in parsed.requirements:
+        out.append(_requirement(req, path, constraint))
+    return index
+
+
+def _requirement(req, path: Path, constraint: bool) -> Requirement:
+    line = req.dumps().split("\\\n")[0].strip()
+    if req.is_editable:
+        raise RequirementsError(
+            f"line {req.line_number}: editable requirement {line!r} cannot be locked into an image; "
+            "build a wheel (`pip wheel --no-deps DIR`) and list the .whl file, or pass the source with --code",
+            path,
+        )
+    if req.is_vcs_url:
+        raise RequirementsError(
+            f"line {req.line_number}: VCS requirement {line!r} cannot be hash-locked; "
+            "build a wheel from it and list the .whl file (or a URL to it) instead",
+            path,
+        )
+    url = None
+    if req.link is not None:
+        link = str(req.link)
+        if req.is_local_path:
+            local = _relative(path, link.removeprefix("file://"))
+            if not (local.is_file() and local.suffix == ".whl"):
+                raise RequirementsError(
+                    f"line {req.line_number}: local path {line!r} is not a wheel file; "
+                    "build one (`pip wheel --no-deps DIR`) and list the .whl, or pass the source with --code",
+                    path,
+                )
+            url = str(local)
+        else:
+            url = link
+    if not req.name:
+        raise RequirementsError(f"line {req.line_number}: requirement {line!r} has no package name", path)
+    specifier = str(req.specifier) if req.specifier else ""
+    marker = str(req.marker) if req.marker else None
+    extras = tuple(sorted(req.extras or ()))
+    text = canonicalize_name(req.name) + (f"[{','.join(extras)}]" if extras else "")
+    text += f" @ {url}" if url else specifier
+    if marker:
+        text += f" ; {marker}"
+    return Requirement(
+        name=canonicalize_name(req.name),
+        text=text,
+        specifier=specifier,
+        marker=marker,
+        extras=extras,
+        file=str(path),
+        line=req.line_number,
+        constraint=constraint,
+        url=url,
+        hashes=tuple(req.hash_options or ()),
+    )
+
+
+def _relative(including: Path, target: str) -> Path:
+    p = Path(target).expanduser()
+    return p if p.is_absolute() else (including.parent / p).resolve()
+
+
+def _link(including: Path, link: str) -> str:
+    if "://" in link:
+        return link
+    return str(_relative(including, link))
+
+
+def _unique(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))

@@ -1,0 +1,366 @@
+"""Model facts + training requirements -> one EnvironmentPlan, every decision recorded with its reason.
+
+Order of authority for the TensorFlow release: `--tf-version`, then the producer version the model
+records, then (for formats that record only Keras) the Keras version, then a requirements pin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from smenv.env import companion_pins, releases
+from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
+from smenv.env.plan import Decision, EnvironmentPlan, Package
+from smenv.env.releases import Release, UnknownRelease
+from smenv.env.requirements import Requirement, Requirements
+from smenv.errors import SmenvError
+from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, ModelFacts
+
+# Names under which TensorFlow itself can appear in a requirements file.
+TENSORFLOW_NAMES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "tf-nightly-cpu", "tensorflow-intel")
+
+
+class ResolutionError(SmenvError):
+    exit_code = 8
+    kind = "resolution_error"
+
+
+@dataclass(frozen=True)
+class ResolveOptions:
+    tf_version: str | None = None
+    python: str | None = None
+    gpu: bool = False
+    base_image: str | None = None
+    as_of: str | None = None  # ISO date or datetime
+    extra_packages: tuple[str, ...] = ()  # added by --fix
+
+
+@dataclass
+class _Builder:
+    decisions: list[Decision] = field(default_factory=list)
+    packages: list[Package] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    exempt: list[str] = field(default_factory=list)
+
+    def decide(self, topic: str, choice: str, reason: str, warning: bool = False) -> None:
+        self.decisions.append(Decision(topic, choice, reason, "warning" if warning else "info"))
+
+
+def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) -> EnvironmentPlan:
+    reqs = reqs or Requirements()
+    b = _Builder()
+    if facts.weights_only:
+        raise ResolutionError(
+            "this file holds weights only: loading it needs the Python code that builds the model. "
+            "Save the whole model (model.save('model.keras')) and build from that",
+            facts.path,
+        )
+    release = _choose_tensorflow(facts, reqs, opts, b)
+    python = _choose_python(release, opts, b)
+    if opts.gpu and release.gpu_route in ROUTES_WITH_CUDA_IMAGE and not opts.base_image:
+        python = _python_of_cuda_image(release, python, b)
+    legacy_keras = _keras_policy(facts, release, b)
+    tf_package = _tensorflow_package(release, python, opts.gpu, b)
+    b.packages.insert(0, Package(f"{tf_package}=={release.version}", "model", "the TensorFlow release chosen above"))
+    excludes: tuple[str, ...] = ()
+    if tf_package == "tensorflow-cpu":
+        # Companions (tensorflow-text, tf-keras, ...) depend on `tensorflow`; tensorflow-cpu provides
+        # the same module, so `tensorflow` is dropped from the CPU lock instead of installed twice.
+        excludes = ("tensorflow",)
+    b.exempt.append(tf_package.split("[")[0])
+    _companions(facts, reqs, release, legacy_keras, b)
+    _user_requirements(reqs, b)
+    for extra in opts.extra_packages:
+        b.packages.append(Package(extra, "smenv --fix", "added to repair a diagnosed load failure"))
+        b.exempt.append(canonicalize_name(extra.split("=")[0].split("<")[0].split(">")[0].split("~")[0].strip()))
+    as_of = _as_of(facts, release, opts, b)
+    env = [("TF_CPP_MIN_LOG_LEVEL", "2")]
+    if legacy_keras:
+        env.append(("TF_USE_LEGACY_KERAS", "1"))
+    if opts.base_image:
+        b.decide("base_image", opts.base_image, "given with --base-image")
+    return EnvironmentPlan(
+        tensorflow_version=release.version,
+        tensorflow_package=tf_package,
+        python_candidates=python,
+        python_forced=opts.python is not None,
+        device="gpu" if opts.gpu else "cpu",
+        gpu_route=release.gpu_route if opts.gpu else None,
+        cuda=release.cuda if opts.gpu else None,
+        cudnn=release.cudnn if opts.gpu else None,
+        keras_major=2 if legacy_keras else release.keras_major,
+        legacy_keras=legacy_keras,
+        loader="keras" if facts.format in (KERAS, H5, KERAS_SAVEDMODEL) else "saved_model",
+        base_image=opts.base_image,
+        as_of=as_of,
+        cutoff_exempt=tuple(sorted(set(b.exempt))),
+        packages=tuple(b.packages),
+        constraints=tuple(dict.fromkeys(b.constraints)),
+        excludes=excludes,
+        index=reqs.index,
+        env=tuple(env),
+        decisions=tuple(b.decisions),
+    )
+
+
+# -- TensorFlow ---------------------------------------------------------------------------------
+
+
+def _choose_tensorflow(facts: ModelFacts, reqs: Requirements, opts: ResolveOptions, b: _Builder) -> Release:
+    pins = [r for name in TENSORFLOW_NAMES for r in reqs.named(name) if not r.constraint]
+    pin = pins[0] if pins else None
+    if opts.tf_version:
+        release = releases.get(opts.tf_version)
+        if release is None:
+            raise UnknownRelease(f"--tf-version {opts.tf_version} is not a TensorFlow release on the index")
+        b.decide("tensorflow", release.version, "given with --tf-version")
+        _report_pin(pin, release, "--tf-version", b)
+        return release
+    if facts.tensorflow_version:
+        mapped = releases.for_producer(facts.tensorflow_version)
+        reason = f"the model was written by TensorFlow {facts.tensorflow_version}"
+        if mapped.note:
+            reason += f"; {mapped.note}"
+        b.decide("tensorflow", mapped.release.version, reason, warning=mapped.note is not None)
+        _report_pin(pin, mapped.release, "the model", b)
+        return mapped.release
+    if facts.keras_version:
+        mapped = releases.for_keras(facts.keras_version)
+        pinned = _pinned_release(pin)
+        if pinned is not None and _keras_compatible(facts.keras_version, pinned):
+            b.decide(
+                "tensorflow",
+                pinned.version,
+                f"{pin.where} pins it, and it reads files of Keras {facts.keras_version} "
+                f"(the {facts.format} format records no TensorFlow version)",
+            )
+            return pinned
+        b.decide("tensorflow", mapped.release.version, f"the {facts.format} format records only Keras: {mapped.note}")
+        _report_pin(pin, mapped.release, f"Keras {facts.keras_version}", b)
+        return mapped.release
+    pinned = _pinned_release(pin)
+    if pinned is not None:
+        b.decide("tensorflow", pinned.version, f"the model records no version; {pin.where} pins it")
+        return pinned
+    raise ResolutionError(
+        "the model records no TensorFlow or Keras version and requirements.txt pins none: pass --tf-version", facts.path
+    )
+
+
+def _pinned_release(pin: Requirement | None) -> Release | None:
+    if pin is None or not pin.specifier:
+        return None
+    spec = SpecifierSet(pin.specifier)
+    matching = [r for r in releases.table() if spec.contains(r.v, prereleases=False)]
+    return matching[-1] if matching else None
+
+
+def _report_pin(pin: Requirement | None, chosen: Release, authority: str, b: _Builder) -> None:
+    if pin is None:
+        return
+    if pin.specifier and SpecifierSet(pin.specifier).contains(chosen.v, prereleases=True):
+        return
+    b.decide(
+        f"requirement:{pin.name}",
+        f"{pin.name}=={chosen.version}",
+        f"{pin.where} asks for {pin.name}{pin.specifier or ' (any version)'} but {authority} says TensorFlow "
+        f"{chosen.version}; using {chosen.version} (pass --tf-version to choose the pin instead)"
+        if pin.specifier
+        else f"{pin.where} names {pin.name} without a version; using {chosen.version}",
+        warning=bool(pin.specifier),
+    )
+
+
+def _keras_compatible(keras_version: str, release: Release) -> bool:
+    try:
+        return releases.for_keras(keras_version).release.keras_major == release.keras_major or (
+            Version(keras_version.removesuffix("-tf")).major == 2 and release.keras_major == 3
+        )
+    except UnknownRelease:
+        return False
+
+
+# -- Python, device, Keras ----------------------------------------------------------------------
+
+
+def _choose_python(release: Release, opts: ResolveOptions, b: _Builder) -> tuple[str, ...]:
+    supported = sorted(release.python, key=lambda p: tuple(int(x) for x in p.split(".")), reverse=True)
+    if opts.python:
+        if opts.python not in supported:
+            raise ResolutionError(
+                f"TensorFlow {release.version} has no wheels for Python {opts.python} (it supports {', '.join(reversed(supported))})"
+            )
+        b.decide("python", opts.python, "given with --python")
+        return (opts.python,)
+    b.decide(
+        "python",
+        supported[0],
+        f"the newest Python TensorFlow {release.version} supports ({', '.join(reversed(supported))}); "
+        "an older one is tried if the requirements exclude it",
+    )
+    return tuple(supported)
+
+
+def _python_of_cuda_image(release: Release, python: tuple[str, ...], b: _Builder) -> tuple[str, ...]:
+    image = CUDA_IMAGES.get(release.cuda or "")
+    if image is None:
+        raise ResolutionError(f"no CUDA {release.cuda} runtime image is known for TensorFlow {release.version}; pass --base-image")
+    tag, ubuntu_python = image
+    if ubuntu_python not in python:
+        raise ResolutionError(
+            f"the CUDA {release.cuda} image {tag} ships Python {ubuntu_python}, which TensorFlow {release.version} "
+            f"does not support ({', '.join(sorted(release.python))}); pass --base-image with a matching Python"
+        )
+    b.decide("python", ubuntu_python, f"the Python of {tag}, the CUDA {release.cuda} / cuDNN {release.cudnn} runtime image TensorFlow {release.version} needs")
+    return (ubuntu_python,)
+
+
+def _tensorflow_package(release: Release, python: tuple[str, ...], gpu: bool, b: _Builder) -> str:
+    if gpu:
+        route = release.gpu_route
+        package = {"pip-cuda": "tensorflow[and-cuda]", "tensorflow-gpu": "tensorflow-gpu"}.get(route, "tensorflow")
+        detail = {
+            "pip-cuda": f"CUDA {release.cuda} and cuDNN {release.cudnn} come as pip wheels (the and-cuda extra)",
+            "tensorflow-gpu": f"the separate tensorflow-gpu package, on a CUDA {release.cuda} / cuDNN {release.cudnn} runtime base image",
+            "cuda-base-image": f"the tensorflow wheel has GPU kernels but needs a CUDA {release.cuda} / cuDNN {release.cudnn} runtime base image",
+        }.get(route, route)
+        b.decide("device", f"gpu ({package})", detail)
+        return package
+    if all(p in release.cpu_wheel_python for p in python[:1]):
+        b.decide("device", "cpu (tensorflow-cpu)", "the CPU-only wheel is less than half the size of the full one (2.15.1, Python 3.11: 197 vs 453 MiB)")
+        return "tensorflow-cpu"
+    b.decide("device", "cpu (tensorflow)", f"no tensorflow-cpu wheel exists for {release.version} on Python {python[0]}")
+    return "tensorflow"
+
+
+def _keras_policy(facts: ModelFacts, release: Release, b: _Builder) -> bool:
+    """True when a Keras 2 model must run on TF >= 2.16 through tf-keras (TF_USE_LEGACY_KERAS=1)."""
+    keras2_model = facts.format in (KERAS_SAVEDMODEL, H5) or (
+        facts.format == KERAS and facts.keras_version is not None and facts.keras_version.startswith("2.")
+    )
+    if keras2_model and release.keras_major == 3:
+        b.decide(
+            "keras",
+            f"tf-keras=={release.minor}.*",
+            f"the model was saved by Keras 2 ({facts.keras_version or 'tf.keras'}) and TensorFlow {release.version} "
+            "ships Keras 3, which cannot read it; tf-keras with TF_USE_LEGACY_KERAS=1 can",
+        )
+        return True
+    if facts.format == KERAS and facts.keras_version and release.keras_major == 3:
+        b.decide("keras", f"keras=={facts.keras_version}", "the exact Keras 3 release that saved the model")
+    return False
+
+
+# -- Packages -----------------------------------------------------------------------------------
+
+
+def _companions(facts: ModelFacts, reqs: Requirements, release: Release, legacy_keras: bool, b: _Builder) -> None:
+    needed = {c.name: c for c in facts.companion_packages}
+    wanted = set(needed)
+    if legacy_keras:
+        wanted.add("tf-keras")
+    if facts.format == KERAS and facts.keras_version and release.keras_major == 3 and not legacy_keras:
+        b.packages.append(Package(f"keras=={facts.keras_version}", "model", "the Keras release that saved the model"))
+        b.exempt.append("keras")
+    for name in sorted(wanted | {r.name for r in reqs.installs() if companion_pins.known(r.name)}):
+        spec = companion_pins.specifier(name, release)
+        in_reqs = [r for r in reqs.named(name) if not r.constraint]
+        if name in needed and not in_reqs:
+            evidence = "; ".join(needed[name].evidence[:3])
+            reason = f"the model needs it ({evidence}) and the requirements lack it"
+        elif name == "tf-keras" and not in_reqs:
+            reason = "Keras 2 models run on TensorFlow >= 2.16 only through tf-keras"
+        else:
+            reason = f"{in_reqs[0].where} asks for it" if in_reqs else "companion package"
+        if spec is None:
+            if companion_pins.known(name):
+                raise ResolutionError(
+                    f"{name} has no release for TensorFlow {release.minor} ({companion_pins.describe(name)}); "
+                    "choose a TensorFlow release it supports with --tf-version"
+                )
+            b.packages.append(Package(name, "model", reason + "; no version rule is known, resolved as of the cut-off date"))
+            b.decide(f"companion:{name}", name, reason)
+            continue
+        requirement = f"{name}{spec}" if spec else name
+        for r in in_reqs:
+            if r.specifier and not _specs_overlap(r.specifier, spec):
+                b.decide(
+                    f"requirement:{name}",
+                    requirement,
+                    f"{r.where} asks for {name}{r.specifier}, which does not go with TensorFlow {release.version}; using {requirement}",
+                    warning=True,
+                )
+        b.packages.append(Package(requirement, "companion rule", reason))
+        b.decide(f"companion:{name}", requirement, f"{reason}; {companion_pins.describe(name)}")
+        if spec:  # pinned to TensorFlow's series: may be published after the cut-off date
+            b.exempt.append(name)
+    # Keep every known companion in step with TensorFlow even when it arrives as a dependency.
+    for name in companion_pins.names():
+        spec = companion_pins.specifier(name, release)
+        if spec:
+            b.constraints.append(f"{name}{spec}")
+
+
+def _user_requirements(reqs: Requirements, b: _Builder) -> None:
+    taken = {p.requirement.split("[")[0].split("=")[0].split("~")[0].split("<")[0].split(">")[0].strip() for p in b.packages}
+    for r in reqs.requirements:
+        if r.name in TENSORFLOW_NAMES or r.name in taken:
+            continue
+        if r.constraint:
+            b.constraints.append(r.text)
+            continue
+        b.packages.append(Package(r.text, f"requirements {r.where}"))
+        if r.pinned_version() or r.url:
+            b.exempt.append(r.name)
+
+
+def _specs_overlap(user: str, ours: str) -> bool:
+    """A cheap check: does any version that satisfies `ours` on a tiny grid satisfy `user` too?"""
+    try:
+        u, o = SpecifierSet(user), SpecifierSet(ours)
+    except Exception:
+        return True
+    probes = {s.version.rstrip(".*") for s in list(u) + list(o)}
+    candidates = []
+    for p in probes:
+        try:
+            v = Version(p)
+        except Exception:
+            continue
+        candidates += [v, Version(f"{v.major}.{v.minor}.{v.micro + 1}"), Version(f"{v.major}.{v.minor}.99")]
+    return any(o.contains(c) and u.contains(c) for c in candidates) if candidates else True
+
+
+def _as_of(facts: ModelFacts, release: Release, opts: ResolveOptions, b: _Builder) -> str:
+    if opts.as_of:
+        when, reason = _parse_when(opts.as_of), "given with --as-of"
+    elif facts.saved_at:
+        when, reason = _parse_when(facts.saved_at), "the date the model was saved"
+    else:
+        when, reason = _parse_when(release.release_date), f"the release date of TensorFlow {release.version} (the model records no save date)"
+    text = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    b.decide(
+        "as_of",
+        text,
+        f"{reason}: packages uploaded later are left out, so nothing newer than the model can drift in "
+        "(packages pinned on purpose are exempt)",
+    )
+    return text
+
+
+def _parse_when(text: str) -> datetime:
+    t = text.strip().replace("Z", "+00:00")
+    try:
+        when = datetime.fromisoformat(t)
+    except ValueError:
+        raise ResolutionError(f"cannot read the date {text!r} (expected YYYY-MM-DD or an ISO 8601 time)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    if len(t) == 10:  # a bare date means the end of that day
+        when = when.replace(hour=23, minute=59, second=59)
+    return when.astimezone(timezone.utc)

@@ -1,0 +1,111 @@
+"""Download the locked wheels on the host, so the image build needs no network and no credentials.
+
+`pip download` runs with the host's own pip configuration (pip.conf, PIP_* variables, netrc, keyring,
+proxy, CA bundle), so a private index with credentials works; the credentials stay on the host.
+Hashes are required, exactly as in the image. Wheels are cached between builds; each build gets
+only the files its lock names, for its Python and platform.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from smenv.env.lock import Lock
+from smenv.env.plan import EnvironmentPlan
+from smenv.errors import SmenvError
+
+# pip's --platform takes exact tags: name each manylinux level a Debian bookworm/trixie glibc accepts.
+PLATFORMS = (
+    "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64",
+)
+
+
+class DownloadError(SmenvError):
+    exit_code = 8
+    kind = "download_error"
+
+
+@dataclass(frozen=True)
+class Wheels:
+    directory: Path  # the cache directory holding (at least) every wheel of the lock
+    files: tuple[Path, ...]  # exactly the lock's wheels
+    size_bytes: int
+
+
+def default_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "smenv" / "wheels"
+
+
+def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = None,
+                    progress: Callable[[str], None] = lambda m: None) -> Wheels:
+    cache = cache or default_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    lock_file = cache / f".lock-{the_lock.digest.split(':')[1][:16]}.txt"
+    lock_file.write_text(the_lock.text)
+    abi = "cp" + the_lock.python.replace(".", "")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+           "--python-version", the_lock.python, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
+           "--dest", str(cache), "--progress-bar", "off", "-r", str(lock_file)]
+    for platform in PLATFORMS:
+        cmd += ["--platform", platform]
+    if plan.index.index_url:
+        cmd += ["--index-url", plan.index.index_url]
+    for url in plan.index.extra_index_urls:
+        cmd += ["--extra-index-url", url]
+    for link in plan.index.find_links:
+        cmd += ["--find-links", link]
+    missing = [n for n in the_lock.packages if not _cached(cache, n, the_lock.packages[n], the_lock.python)]
+    if missing:
+        progress(f"downloading {len(missing)} of {len(the_lock.packages)} wheels (cached in {cache})")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        lock_file.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise DownloadError(f"pip download failed: {_last_error(proc.stderr or proc.stdout)}")
+    else:
+        lock_file.unlink(missing_ok=True)
+        progress(f"all {len(the_lock.packages)} wheels already cached in {cache}")
+    files = tuple(sorted(p for n, v in the_lock.packages.items() for p in _cached(cache, n, v, the_lock.python)))
+    found = {canonicalize_name(parse_wheel_filename(p.name)[0]) for p in files}
+    lost = sorted(set(the_lock.packages) - found)
+    if lost:
+        raise DownloadError(f"no wheel for Python {the_lock.python} on Linux x86_64 was downloaded for: {', '.join(lost)}")
+    return Wheels(cache, files, sum(p.stat().st_size for p in files))
+
+
+def _target_tags(python: str) -> set[Tag]:
+    version = tuple(int(x) for x in python.split("."))
+    return set(cpython_tags(version, platforms=PLATFORMS)) | set(compatible_tags(version, platforms=PLATFORMS))
+
+
+def _cached(cache: Path, name: str, version: str, python: str) -> list[Path]:
+    wanted = _target_tags(python)
+    out = []
+    prefix = re.sub(r"[-_.]+", "_", name).lower()
+    for p in cache.glob("*.whl"):
+        if not p.name.lower().startswith(prefix):
+            continue
+        try:
+            wname, wversion, _, tags = parse_wheel_filename(p.name)
+        except Exception:
+            continue
+        if canonicalize_name(wname) == name and wversion == Version(version) and tags & wanted:
+            out.append(p)
+    return out[:1]
+
+
+def _last_error(text: str) -> str:
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("ERROR")]
+    return (errors or lines or ["no output"])[-1]

@@ -1,0 +1,133 @@
+"""Write a self-contained Docker build context, atomically.
+
+Everything is written to a temporary directory beside the target and renamed into place at the end,
+so a failure (bad input, full disk, Ctrl-C) never leaves a half-written context. Output is
+deterministic: sorted JSON, normalised permissions, no timestamps or temporary paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from smenv.errors import SmenvError, UnsafeModel
+
+MARKER = "smenv.json"  # a directory holding this file is an smenv build context and may be replaced
+
+
+class ContextError(SmenvError):
+    exit_code = 9
+    kind = "context_error"
+
+
+@dataclass(frozen=True)
+class ContextFiles:
+    dockerfile: str
+    lock_text: str
+    plan_json: dict
+    model_root: Path  # a SavedModel directory or a model file
+    model_subpath: str  # where the model lands under model/ ("" for a directory)
+    code_paths: tuple[Path, ...] = ()
+    wheel_files: tuple[Path, ...] | None = None  # the lock's downloaded wheels (offline builds)
+
+
+def write_context(out: Path, files: ContextFiles, replace: bool = True) -> Path:
+    out = out.resolve()
+    if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
+        raise ContextError("exists and is not an smenv build context; choose another --output", out)
+    if out.exists() and not replace:
+        raise ContextError("exists; pass --force to replace it", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _staging(out) as tmp:
+        _write_text(tmp / "Dockerfile", files.dockerfile)
+        _write_text(tmp / "requirements.lock", files.lock_text)
+        _write_text(tmp / MARKER, json.dumps(files.plan_json, indent=2, sort_keys=True) + "\n")
+        _write_text(tmp / "verify.py", resources.files("smenv.runtime").joinpath("verify.py").read_text(encoding="utf-8"))
+        _write_text(tmp / ".dockerignore", "# written by smenv: send everything in this context\n")
+        model_dest = tmp / "model"
+        if files.model_root.is_dir():
+            _copy_tree(files.model_root, model_dest)
+        else:
+            model_dest.mkdir()
+            _copy_file(files.model_root, model_dest / files.model_root.name)
+        if files.code_paths:
+            code_dest = tmp / "code"
+            code_dest.mkdir()
+            for src in files.code_paths:
+                target = code_dest / src.name
+                if target.exists():
+                    raise ContextError(f"two --code paths are both named {src.name!r}", src)
+                _copy_tree(src, target) if src.is_dir() else _copy_file(src, target)
+        if files.wheel_files is not None:
+            _link_or_copy(files.wheel_files, tmp / "wheels")
+    return out
+
+
+@contextmanager
+def _staging(out: Path):
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.smenv-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.smenv-old-{os.getpid()}")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ContextError(f"cannot write the build context: {exc.strerror or exc}", out) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    os.chmod(path, 0o644)
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    shutil.copyfile(src, dest)
+    os.chmod(dest, 0o644)  # readable by the image's unprivileged user, whatever the source mode
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """Copy a directory; symlinks are followed only when they stay inside it."""
+    root = src.resolve()
+    dest.mkdir()
+    os.chmod(dest, 0o755)
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        here = Path(dirpath)
+        rel = here.relative_to(src)
+        for name in sorted(dirnames):
+            p = here / name
+            if p.is_symlink():
+                raise UnsafeModel(f"directory symlink {p.relative_to(src)} is not copied into an image", src)
+            (dest / rel / name).mkdir()
+            os.chmod(dest / rel / name, 0o755)
+        for name in sorted(filenames):
+            p = here / name
+            if p.is_symlink():
+                target = p.resolve()
+                if root not in target.parents:
+                    raise UnsafeModel(f"{p.relative_to(src)} links outside the model directory", src)
+            _copy_file(p, dest / rel / name)
+
+
+def _link_or_copy(wheels: tuple[Path, ...], dest: Path) -> None:
+    """Wheels can be hundreds of megabytes: hard-link them from the cache when the filesystem allows."""
+    dest.mkdir()
+    for wheel in sorted(wheels):
+        try:
+            os.link(wheel, dest / wheel.name)
+        except OSError:
+            shutil.copyfile(wheel, dest / wheel.name)

@@ -13,28 +13,38 @@ so every package's TensorFlow requirement is checked; pass two swaps in `tensorf
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
 import tempfile
+import urllib.request
+from datetime import datetime, timedelta
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import parse_wheel_filename
+
 from smenv.env.plan import EnvironmentPlan
+from smenv.env.target import UV_PLATFORM, wheel_tags
 from smenv.errors import SmenvError
 
-# glibc of the Debian releases smenv's base images use is 2.31 (bullseye) or newer; manylinux_2_28
-# wheels run on all of them, and TensorFlow's own wheels are manylinux_2_17 / 2_27.
-PLATFORM = "x86_64-manylinux_2_28"
 # Exempt packages are pinned on purpose; their cut-off is lifted by giving them a far date.
 NO_CUTOFF = "2999-12-31T00:00:00Z"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# uv's explanation when the only versions before the cut-off are source distributions.
+_NO_WHEELS = re.compile(r"Wheels are required for `([^`]+)`|([A-Za-z0-9][A-Za-z0-9._-]*)[^ ]* has no usable wheels")
+MAX_WHEEL_RETRIES = 12
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 
 
 class LockError(SmenvError):
     exit_code = 8
     kind = "lock_conflict"
+
+    def __init__(self, message: str, wheel_less: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.wheel_less = wheel_less
 
 
 @dataclass(frozen=True)
@@ -67,30 +77,55 @@ def lock(plan: EnvironmentPlan, progress=lambda msg: None) -> tuple[Lock, list[s
     for python in plan.python_candidates:
         progress(f"locking for Python {python} as of {plan.as_of[:10]}")
         try:
-            return _lock_for(plan, python), notes
+            the_lock, wheel_notes = _lock_with_wheels(plan, python)
+            return the_lock, notes + wheel_notes
         except LockError as exc:
-            last_error = exc
+            last_error = last_error or exc  # the newest Python's reason is the one worth showing
             if plan.python_forced or len(plan.python_candidates) == 1:
                 raise
-            notes.append(f"Python {python} did not resolve: {exc.message.splitlines()[0]}")
+            notes.append(f"Python {python} did not resolve: {exc.message}")
     assert last_error is not None
-    raise last_error
+    raise LockError(f"{last_error.message} (older Pythons failed too: see --json notes)") if len(notes) > 1 else last_error
 
 
-def _lock_for(plan: EnvironmentPlan, python: str) -> Lock:
+def _lock_with_wheels(plan: EnvironmentPlan, python: str) -> tuple[Lock, list[str]]:
+    """Lock; where the cut-off leaves a package with source distributions only, lift it for that package.
+
+    Locks are binary-only: building a source distribution would run its build code on the host, and
+    the image installs wheels only. Old TensorFlow releases depend on packages that published wheels
+    only later (absl-py, wrapt, termcolor), so those few take their newest wheel instead.
+    """
+    lifted: dict[str, str] = {}  # package -> its own cut-off
+    for _ in range(MAX_WHEEL_RETRIES):
+        try:
+            return _lock_for(plan, python, tuple(lifted.items())), [
+                f"{name} had no wheel for Python {python} by {plan.as_of[:10]}: "
+                + (f"its first wheel release (cut-off {when[:10]}) is used" if when != NO_CUTOFF else "its newest wheel is used")
+                for name, when in lifted.items()
+            ]
+        except LockError as exc:
+            new = [n for n in exc.wheel_less if n not in lifted]
+            if not new:
+                raise
+            for name in new:
+                lifted[name] = first_wheel_cutoff(name, python, plan.as_of, plan.index.index_url) or NO_CUTOFF
+    raise LockError(f"too many packages without wheels before {plan.as_of[:10]}: {', '.join(lifted)}; pass a later --as-of")
+
+
+def _lock_for(plan: EnvironmentPlan, python: str, lifted: tuple[str, ...] = ()) -> Lock:
     with tempfile.TemporaryDirectory(prefix="smenv-lock-") as tmp:
         work = Path(tmp)
         requirements = [p.requirement for p in plan.packages]
         if plan.excludes:  # the CPU swap: check with `tensorflow` first
             check = [_full_tensorflow(r, plan) for r in requirements]
-            checked = _compile(plan, python, work, "check", check, list(plan.constraints), excludes=())
+            checked = _compile(plan, python, work, "check", check, list(plan.constraints), (), lifted)
             pins = [f"{name}=={version}" for name, version in sorted(checked.packages.items()) if name not in plan.excludes]
-            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints) + pins, plan.excludes)
+            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints) + pins, plan.excludes, lifted)
         else:
-            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints), ())
+            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints), (), lifted)
     header = (
         "# requirements.lock written by smenv: every package pinned and hashed.\n"
-        f"# TensorFlow {plan.tensorflow_version} ({plan.tensorflow_package}), Python {python}, {PLATFORM}, "
+        f"# TensorFlow {plan.tensorflow_version} ({plan.tensorflow_package}), Python {python}, {UV_PLATFORM}, "
         f"packages as of {plan.as_of}.\n"
         "# Install with: pip install --require-hashes --no-deps -r requirements.lock\n"
     )
@@ -102,7 +137,7 @@ def _full_tensorflow(requirement: str, plan: EnvironmentPlan) -> str:
     return "tensorflow==" + requirement[len(prefix):] if requirement.startswith(prefix) else requirement
 
 
-def _compile(plan, python, work: Path, name: str, requirements, constraints, excludes) -> Lock:
+def _compile(plan, python, work: Path, name: str, requirements, constraints, excludes, lifted=()) -> Lock:
     # Relative names, run from `work`: uv's "# via" annotations quote them, and the lock must not
     # carry a temporary path (the same inputs must give the same bytes).
     work = work / name
@@ -112,15 +147,17 @@ def _compile(plan, python, work: Path, name: str, requirements, constraints, exc
     cmd = [
         uv_binary(), "pip", "compile", "requirements.in",
         "--python-version", python,
-        "--python-platform", PLATFORM,
+        "--python-platform", UV_PLATFORM,
         "--generate-hashes",
+        "--only-binary", ":all:",  # never build (= run) a source distribution on the host
         "--no-header",
         "--exclude-newer", plan.as_of,
         "--output-file", "requirements.txt",
         "--quiet",
     ]
-    for package in plan.cutoff_exempt:
-        cmd += ["--exclude-newer-package", f"{package}={NO_CUTOFF}"]
+    cutoffs = {package: NO_CUTOFF for package in plan.cutoff_exempt} | dict(lifted)
+    for package, when in sorted(cutoffs.items()):
+        cmd += ["--exclude-newer-package", f"{package}={when}"]
     if constraints:
         (work / "constraints.txt").write_text("\n".join(constraints) + "\n")
         cmd += ["--constraints", "constraints.txt"]
@@ -139,8 +176,43 @@ def _compile(plan, python, work: Path, name: str, requirements, constraints, exc
     env = dict(os.environ, NO_COLOR="1", UV_NO_PROGRESS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=work)
     if proc.returncode != 0:
-        raise LockError(_explain(proc.stderr, python))
+        wheel_less = tuple(dict.fromkeys(a or b for a, b in _NO_WHEELS.findall(proc.stderr)))
+        raise LockError(_explain(proc.stderr, python), wheel_less)
     return Lock.from_text(out.read_text(), python)
+
+
+def first_wheel_cutoff(name: str, python: str, after: str, index_url: str | None) -> str | None:
+    """A cut-off just past the first final release, after `after`, with a wheel for this target.
+
+    Reads upload times from the index's JSON simple API (PEP 691/700); None when the index has no
+    such API or is private (credentials are never sent from here).
+    """
+    base = (index_url or "https://pypi.org/simple").rstrip("/")
+    if "@" in base.split("//", 1)[-1].split("/", 1)[0]:
+        return None
+    request = urllib.request.Request(f"{base}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            files = json.load(response).get("files", [])
+    except (OSError, ValueError):
+        return None
+    wanted = wheel_tags(python)
+    times = []
+    for f in files:
+        uploaded = f.get("upload-time")
+        if not uploaded or uploaded <= after or not f.get("filename", "").endswith(".whl") or f.get("yanked"):
+            continue
+        try:
+            _, version, _, tags = parse_wheel_filename(f["filename"])
+        except ValueError:
+            continue
+        if not version.is_prerelease and tags & wanted:
+            times.append(uploaded)
+    if not times:
+        return None
+    # A release's files are uploaded within minutes; a day's margin takes all of them in.
+    first = datetime.fromisoformat(min(times).replace("Z", "+00:00")) + timedelta(days=1)
+    return first.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _explain(stderr: str, python: str) -> str:

@@ -16,19 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from smenv.env.lock import Lock
 from smenv.env.plan import EnvironmentPlan
+from smenv.env.target import PIP_PLATFORMS, wheel_tags
 from smenv.errors import SmenvError
 
-# pip's --platform takes exact tags: name each manylinux level a Debian bookworm/trixie glibc accepts.
-PLATFORMS = (
-    "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64",
-)
 
 
 class DownloadError(SmenvError):
@@ -58,7 +53,7 @@ def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = 
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
            "--python-version", the_lock.python, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
            "--dest", str(cache), "--progress-bar", "off", "-r", str(lock_file)]
-    for platform in PLATFORMS:
+    for platform in PIP_PLATFORMS:
         cmd += ["--platform", platform]
     if plan.index.index_url:
         cmd += ["--index-url", plan.index.index_url]
@@ -84,13 +79,8 @@ def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = 
     return Wheels(cache, files, sum(p.stat().st_size for p in files))
 
 
-def _target_tags(python: str) -> set[Tag]:
-    version = tuple(int(x) for x in python.split("."))
-    return set(cpython_tags(version, platforms=PLATFORMS)) | set(compatible_tags(version, platforms=PLATFORMS))
-
-
 def _cached(cache: Path, name: str, version: str, python: str) -> list[Path]:
-    wanted = _target_tags(python)
+    wanted = wheel_tags(python)
     out = []
     prefix = re.sub(r"[-_.]+", "_", name).lower()
     for p in cache.glob("*.whl"):

@@ -1,0 +1,88 @@
+"""requirements.txt is read the way pip reads it; what cannot be locked is refused naming the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smenv.env.requirements import RequirementsError, parse_requirements
+
+
+def write(d: Path, name: str, text: str) -> Path:
+    p = d / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+def test_includes_markers_extras_hashes_and_index_options(tmp_path):
+    write(tmp_path, "sub/base.txt", "pandas==2.0.3  # pinned\n-c ../cons.txt\n--extra-index-url https://extra.example/simple\n")
+    write(tmp_path, "cons.txt", "urllib3<2\n")
+    main = write(
+        tmp_path,
+        "requirements.txt",
+        "# training requirements\n"
+        "--index-url https://index.example/simple\n"
+        "--find-links ./wheels\n"
+        "-r sub/base.txt\n"
+        'tensorflow==2.15.0 ; python_version >= "3.9"\n'
+        "requests[socks,security]>=2.31\n"
+        "numpy==1.26.4 --hash=sha256:aaaa --hash=sha256:bbbb\n",
+    )
+    reqs = parse_requirements(main)
+    by_name = {r.name: r for r in reqs.requirements}
+    assert by_name["pandas"].file.endswith("sub/base.txt") and by_name["pandas"].line == 1
+    assert by_name["urllib3"].constraint and by_name["urllib3"].specifier == "<2"
+    assert by_name["tensorflow"].marker == 'python_version >= "3.9"'
+    assert by_name["tensorflow"].pinned_version() == "2.15.0"
+    assert by_name["requests"].extras == ("security", "socks")
+    assert by_name["requests"].text == "requests[security,socks]>=2.31"
+    assert by_name["numpy"].hashes == ("sha256:aaaa", "sha256:bbbb")
+    assert reqs.index.index_url == "https://index.example/simple"
+    assert reqs.index.extra_index_urls == ("https://extra.example/simple",)
+    assert reqs.index.find_links == (str(tmp_path / "wheels"),)
+    assert [r.name for r in reqs.installs()] == ["pandas", "tensorflow", "requests", "numpy"]
+
+
+def test_local_wheel_is_kept_with_its_absolute_path(tmp_path):
+    wheel = write(tmp_path, "dist/mylib-1.0-py3-none-any.whl", "not really a wheel")
+    main = write(tmp_path, "requirements.txt", "./dist/mylib-1.0-py3-none-any.whl\n")
+    (req,) = parse_requirements(main).requirements
+    assert req.name == "mylib" and req.url == str(wheel)
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("-e ./mypkg", "editable requirement"),
+        ("git+https://example.org/a/b.git@v1#egg=b", "VCS requirement"),
+        ("./not_a_wheel_dir", "is not a wheel file"),
+    ],
+)
+def test_unlockable_lines_are_refused_naming_the_line(tmp_path, line, words):
+    (tmp_path / "not_a_wheel_dir").mkdir()
+    main = write(tmp_path, "requirements.txt", "numpy<2\n" + line + "\n")
+    with pytest.raises(RequirementsError) as info:
+        parse_requirements(main)
+    assert info.value.path == str(main)
+    assert "line 2" in info.value.message and words in info.value.message
+
+
+def test_include_cycles_and_missing_files(tmp_path):
+    a = write(tmp_path, "a.txt", "-r b.txt\n")
+    write(tmp_path, "b.txt", "-r a.txt\n")
+    with pytest.raises(RequirementsError, match="includes itself"):
+        parse_requirements(a)
+    c = write(tmp_path, "c.txt", "-r missing.txt\n")
+    with pytest.raises(RequirementsError, match="included requirements file not found") as info:
+        parse_requirements(c)
+    assert info.value.path.endswith("missing.txt")
+    with pytest.raises(RequirementsError, match="requirements file not found"):
+        parse_requirements(tmp_path / "nope.txt")
+
+
+def test_garbage_line_is_an_error(tmp_path):
+    main = write(tmp_path, "requirements.txt", "numpy<2\nthis is ( not valid\n")
+    with pytest.raises(RequirementsError, match="line 2"):
+        parse_requirements(main)

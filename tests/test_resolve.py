@@ -1,0 +1,166 @@
+"""Resolution: the model is the authority, every decision has a reason, conflicts are named."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS, FIXTURES
+from smenv.env import releases
+from smenv.env.requirements import parse_requirements
+from smenv.env.resolve import ResolutionError, ResolveOptions, resolve
+from smenv.model.inspect import inspect_model
+
+MODELS = FIXTURES / "models"
+
+
+def plan_for(model: Path, requirements: str | None = None, tmp_path: Path | None = None, **opts):
+    reqs = None
+    if requirements is not None:
+        p = tmp_path / "requirements.txt"
+        p.write_text(requirements)
+        reqs = parse_requirements(p)
+    return resolve(inspect_model(model), reqs, ResolveOptions(**opts))
+
+
+def decision(plan, topic):
+    return next(d for d in plan.decisions if d.topic == topic)
+
+
+def test_savedmodel_cpu_plan():
+    plan = plan_for(MODELS / "tf215-savedmodel")
+    assert plan.tensorflow_version == "2.15.1" and plan.tensorflow_package == "tensorflow-cpu"
+    assert plan.python_candidates[0] == "3.11" and plan.loader == "saved_model"
+    assert plan.packages[0].requirement == "tensorflow-cpu==2.15.1"
+    assert plan.excludes == ("tensorflow",)
+    assert "tf-keras==2.15.*" in plan.constraints and "tensorflow-text==2.15.*" in plan.constraints
+    assert plan.as_of == "2024-03-08T23:59:59Z"  # TF 2.15.1's release date: the model records none
+    assert all(d.reason for d in plan.decisions)
+
+
+def test_requirements_pin_that_disagrees_is_reported_and_the_model_wins(tmp_path):
+    plan = plan_for(MODELS / "tf215-savedmodel", "numpy<2\ntensorflow==2.13.0\n", tmp_path)
+    assert plan.tensorflow_version == "2.15.1"
+    warn = decision(plan, "requirement:tensorflow")
+    assert warn.level == "warning"
+    assert "tensorflow==2.13.0" in warn.reason and "2.15.1" in warn.reason
+    assert f"{tmp_path / 'requirements.txt'}:2" in warn.reason
+    assert "numpy<2" in [p.requirement for p in plan.packages]
+
+
+def test_tf_version_option_overrides_the_model(tmp_path):
+    plan = plan_for(MODELS / "tf215-savedmodel", "tensorflow==2.13.0\n", tmp_path, tf_version="2.13.0")
+    assert plan.tensorflow_version == "2.13.0"
+    assert decision(plan, "tensorflow").reason == "given with --tf-version"
+
+
+def test_unknown_tf_version_is_an_error():
+    with pytest.raises(releases.UnknownRelease, match="2.99.0"):
+        plan_for(MODELS / "tf215-savedmodel", tf_version="2.99.0")
+
+
+def test_nightly_producer_maps_to_its_final_release_with_a_note():
+    plan = plan_for(CORPUS / "tfx-estimator-serving-nightly")
+    assert plan.tensorflow_version == "2.9.0"
+    d = decision(plan, "tensorflow")
+    assert d.level == "warning" and "nightly" in d.reason and "2.9.0-dev20220227" in d.reason
+
+
+def test_dirty_prerelease_producer():
+    plan = plan_for(CORPUS / "tfserving-half-plus-three")
+    assert plan.tensorflow_version.startswith("1.15.")
+    assert "1.0.0-rc2" in decision(plan, "tensorflow").reason
+
+
+def test_tf1_producer_maps_to_the_last_1x_release_and_says_how_to_use_tf2():
+    plan = plan_for(CORPUS / "tfserving-half-plus-two-cpu")  # written by 1.14.0
+    assert plan.tensorflow_version == "1.15.5"
+    assert plan.python_candidates[0] == "3.7"
+    assert plan.tensorflow_package == "tensorflow"  # no tensorflow-cpu wheel for 1.15.5
+    assert "--tf-version 2" in decision(plan, "tensorflow").reason
+
+
+def test_keras3_archive_runs_on_tf216_plus_with_its_keras_pinned():
+    plan = plan_for(MODELS / "tf218-keras3.keras")
+    assert releases.get(plan.tensorflow_version).keras_major == 3
+    assert "keras==3.8.0" in [p.requirement for p in plan.packages]
+    assert plan.loader == "keras" and plan.keras_major == 3 and not plan.legacy_keras
+    assert plan.as_of.startswith(inspect_model(MODELS / "tf218-keras3.keras").saved_at[:10])
+
+
+def test_keras2_archive_maps_to_its_tf_minor():
+    plan = plan_for(MODELS / "tf215-keras2.keras")
+    assert plan.tensorflow_version == "2.15.1" and plan.keras_major == 2
+
+
+def test_keras2_model_on_keras3_tensorflow_uses_tf_keras():
+    plan = plan_for(MODELS / "tf215-full.h5", tf_version="2.16.2")
+    assert plan.legacy_keras and ("TF_USE_LEGACY_KERAS", "1") in plan.env
+    assert "tf-keras==2.16.*" in [p.requirement for p in plan.packages]
+
+
+def test_weights_only_is_refused_before_building():
+    with pytest.raises(ResolutionError, match="weights only"):
+        plan_for(MODELS / "tf215-weights.h5")
+
+
+def test_companion_added_when_the_model_needs_it():
+    plan = plan_for(MODELS / "tf215-text-savedmodel")
+    text = next(p for p in plan.packages if p.requirement.startswith("tensorflow-text"))
+    assert text.requirement == "tensorflow-text==2.15.*"
+    assert "NormalizeUTF8" in text.reason and "requirements lack it" in text.reason
+    assert "tensorflow-text" in plan.cutoff_exempt
+
+
+def test_companion_in_requirements_with_the_wrong_version_is_corrected(tmp_path):
+    plan = plan_for(MODELS / "tf215-text-savedmodel", "tensorflow-text==2.13.0\n", tmp_path)
+    warn = decision(plan, "requirement:tensorflow-text")
+    assert warn.level == "warning" and "2.13.0" in warn.reason
+    assert [p.requirement for p in plan.packages if "text" in p.requirement] == ["tensorflow-text==2.15.*"]
+
+
+def test_companion_without_a_release_for_this_tf_is_an_error():
+    facts = inspect_model(MODELS / "tf218-savedmodel")
+    from smenv.model.facts import CompanionPackage
+
+    facts = replace(facts, companion_packages=(CompanionPackage("tensorflow-io", ("op IO>ReadFile (1 use)",)),))
+    with pytest.raises(ResolutionError, match="tensorflow-io has no release for TensorFlow 2.18"):
+        resolve(facts, None, ResolveOptions())
+
+
+@pytest.mark.parametrize(
+    "tf, package, route, python",
+    [
+        ("2.15.1", "tensorflow[and-cuda]", "pip-cuda", "3.11"),
+        ("2.12.0", "tensorflow", "cuda-base-image", "3.10"),  # Ubuntu 22.04's Python in the CUDA 11.8 image
+        ("2.0.0", "tensorflow-gpu", "tensorflow-gpu", "3.6"),
+    ],
+)
+def test_gpu_routes(tf, package, route, python):
+    plan = plan_for(MODELS / "tf215-savedmodel", tf_version=tf, gpu=True)
+    assert (plan.tensorflow_package, plan.gpu_route, plan.python_candidates[0]) == (package, route, python)
+    if route != "pip-cuda":  # a CUDA runtime image fixes the Python to its Ubuntu's
+        assert plan.python_candidates == (python,)
+    assert plan.device == "gpu" and plan.cuda and plan.cudnn
+
+
+def test_python_option_must_be_supported():
+    with pytest.raises(ResolutionError, match="no wheels for Python 3.13"):
+        plan_for(MODELS / "tf215-savedmodel", python="3.13")
+    assert plan_for(MODELS / "tf215-savedmodel", python="3.10").python_candidates == ("3.10",)
+
+
+def test_as_of_option_and_exact_user_pins_are_exempt(tmp_path):
+    plan = plan_for(MODELS / "tf215-savedmodel", "pandas==2.2.3\nrequests>=2\n", tmp_path, as_of="2024-06-01")
+    assert plan.as_of == "2024-06-01T23:59:59Z"
+    assert "pandas" in plan.cutoff_exempt and "requests" not in plan.cutoff_exempt
+
+
+@pytest.mark.parametrize(
+    "keras, tf",
+    [("2.2.4-tf", "2.2"), ("2.4.0", "2.4"), ("2.5.0", "2.5"), ("2.13.1", "2.13"), ("2.2.4", "2.15"), ("3.3.3", "2.17")],
+)
+def test_keras_version_to_tensorflow(keras, tf):
+    assert releases.for_keras(keras).release.minor == tf

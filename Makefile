@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(PY) -m pytest
 
+# The main job on the shipped example: a local base image (no registry needed), then build and verify.
 demo: install
-	$(SMENV) inspect $(EXAMPLE)
+	$(SMENV) base --python 3.11
+	$(SMENV) build $(EXAMPLE) -r $(EXAMPLE)/requirements.txt
 
 bench:
 	@echo "make bench: not yet: the benchmark lands with issue 5"

@@ -189,6 +189,132 @@ def generate(
             console.show_generated(result)
 
 
+SandboxMemory = Annotated[str, typer.Option("--memory", help="Memory limit of the verification container (Docker syntax: 4g, 512m).")]
+SandboxTimeout = Annotated[float, typer.Option("--timeout", help="Seconds the verification container may run.")]
+
+
+@app.command()
+def build(
+    model: ModelArg,
+    requirements: RequirementsOption = None,
+    tag: Annotated[Optional[str], typer.Option("--tag", "-t", help="Image name (default: smenv/<model>:<model digest>).")] = None,
+    gpu: GpuOption = False,
+    tf_version: TfVersionOption = None,
+    python: PythonOption = None,
+    base_image: BaseImageOption = None,
+    as_of: AsOfOption = None,
+    code: CodeOption = None,
+    online: Annotated[
+        bool, typer.Option("--online", help="Install from the index during the build instead of from wheels the host downloaded.")
+    ] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="When the diagnosis names a missing package (a companion, an older NumPy), add it and rebuild once.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Build only; do not load the model.")] = False,
+    context: Annotated[Optional[Path], typer.Option("--context", help="Keep the build context in this directory (default: a temporary one).")] = None,
+    memory: SandboxMemory = "4g",
+    timeout: SandboxTimeout = 600.0,
+    model_version: ModelVersionOption = None,
+    tags: TagsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a Docker image that loads the model, and prove it: the main job.
+
+    Resolves and locks the environment (as `smenv generate`), downloads the locked wheels on the host
+    (with your pip configuration; no credential reaches the image), builds with the Docker engine,
+    then loads the model in a sandboxed container (no network, read-only, unprivileged) and calls
+    each signature once. On failure it says why and what to change; the exit code names the class
+    of failure (see README).
+
+    **Examples**
+
+    `smenv build ./export/1 -r requirements.txt` ·
+    `smenv build model.keras --code src/my_layers --tag registry.local/ml/model:1` ·
+    `smenv build ./model --fix --json`
+    """
+    from smenv import pipeline
+    from smenv.docker.engine import Sandbox
+    from smenv.env.resolve import ResolveOptions
+
+    with _handled(as_json):
+        options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of)
+        with console.progress() as progress:
+            built = pipeline.build(
+                pipeline.ModelInput(model, model_version, _tags(tags)),
+                requirements,
+                options,
+                tag=tag,
+                code=tuple(code or ()),
+                online=online,
+                sandbox=Sandbox(memory=memory, timeout_s=timeout, gpu=gpu),
+                verify=not no_verify,
+                fix=fix,
+                context_dir=context,
+                progress=progress,
+            )
+        if as_json:
+            console.print_json(built.to_json())
+        else:
+            console.show_built(built)
+        raise typer.Exit(built.exit_code)
+
+
+@app.command()
+def verify(
+    image: Annotated[str, typer.Argument(help="An image built by smenv.", show_default=False)],
+    model: Annotated[
+        Optional[Path], typer.Argument(help="Load this model instead of the one in the image (mounted read-only).", show_default=False)
+    ] = None,
+    sample_input: Annotated[
+        Optional[Path], typer.Option("--sample-input", help="A .npz file whose arrays are named after the model's inputs.")
+    ] = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="Give the container the host's GPUs and report the ones TensorFlow sees.")] = False,
+    memory: SandboxMemory = "4g",
+    timeout: SandboxTimeout = 600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Load the model in an existing smenv image again, and call it once.
+
+    Runs in the same sandbox as `smenv build`: no network, read-only root filesystem, unprivileged
+    user, no capabilities, memory and time limits. Exit code 0 when the model loads and answers.
+    """
+    from smenv.docker.engine import Sandbox, connect
+    from smenv.verify.runner import verify_image
+
+    with _handled(as_json):
+        with console.progress() as progress:
+            verdict = verify_image(connect(), image, Sandbox(memory=memory, timeout_s=timeout, gpu=gpu), model, sample_input, progress)
+        if as_json:
+            console.print_json(verdict.to_json())
+        else:
+            console.show_verdict(verdict)
+        raise typer.Exit(verdict.exit_code)
+
+
+@app.command()
+def base(
+    python: Annotated[str, typer.Option("--python", help="Python version: 3.9 (bullseye), 3.11 (bookworm) or 3.13 (trixie).")] = "3.11",
+    tag: Annotated[Optional[str], typer.Option("--tag", help="Tag for the image (default: python:X.Y-slim-<debian>, the name generated Dockerfiles use).")] = None,
+    mirror: Annotated[Optional[str], typer.Option("--mirror", help="Debian mirror URL (default: the host's).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the tag exists.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a minimal Debian-based Python base image from Debian packages, for hosts with no registry.
+
+    Runs debootstrap (root, about a minute; the root filesystem is cached) and imports the result
+    under the tag the generated Dockerfiles use, so `smenv build` finds its base without pulling.
+    """
+    from smenv.docker.base_image import build_base_image
+    from smenv.docker.engine import connect
+
+    with _handled(as_json):
+        with console.progress() as progress:
+            result = build_base_image(connect(), python, tag=tag, mirror=mirror, force=force, progress=progress)
+        if as_json:
+            console.print_json(result.to_json())
+        else:
+            verb = "Reused" if result.reused else "Built"
+            console.out.print(f"{verb} {result.tag}: Python {result.python_full} on Debian {result.suite}, {result.size_bytes / 2**20:.0f} MiB")
+
+
 def _tags(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 

@@ -19,7 +19,8 @@ from smenv.errors import SmenvError
 from smenv.model.facts import ModelFacts, TensorSpec
 
 if TYPE_CHECKING:
-    from smenv.pipeline import Generated
+    from smenv.pipeline import Built, Generated
+    from smenv.verify.runner import Verdict
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -177,3 +178,45 @@ def show_generated(result: "Generated") -> None:
         out.print(Text(f"Next: smenv build {result.facts.path}  (or by hand: docker build {result.context})"))
     elif result.lock is None:
         out.print(Text("Dry run: nothing was locked or written.", style="dim"))
+
+
+def show_built(built: "Built") -> None:
+    show_generated(built.generated)
+    out.print(Text(f"Image {built.image} ({built.image_id[:19]}), {built.size_bytes / 2**20:.0f} MiB, built in {built.build_seconds:.0f} s"))
+    out.print(Text(f"Build log {built.log_path}", style="dim"))
+    if built.fixed:
+        out.print(Text(f"--fix added {', '.join(built.fixed)}", style="yellow"))
+    if built.verdict is not None:
+        show_verdict(built.verdict)
+
+
+def show_verdict(verdict: "Verdict") -> None:
+    result = verdict.result or {}
+    if verdict.ok:
+        versions = f"Python {result.get('python')}, TensorFlow {result.get('tensorflow')}"
+        if result.get("keras"):
+            versions += f", Keras {result.get('keras')}"
+        timings = result.get("timings", {})
+        out.print(Text(f"OK: the model loads in {verdict.image} ({versions})", style="bold green"))
+        out.print(Text(
+            f"  import TensorFlow {timings.get('import_tensorflow_s', '?')} s, load {timings.get('load_s', '?')} s, "
+            f"container {verdict.seconds} s"
+        ))
+        for sig in result.get("signatures", []):
+            if sig.get("error"):
+                out.print(Text(f"  {sig['name']}: failed with synthetic input ({sig['error']['type']})", style="yellow"))
+                continue
+            outs = ", ".join(f"{o['name']} {o['dtype']}{o['shape']}" for o in sig.get("outputs", []))
+            out.print(Text(f"  {sig['name']}: -> {outs} in {sig.get('seconds')} s"))
+        if "gpus" in result:
+            out.print(Text(f"  GPUs seen: {', '.join(result['gpus']) or 'none'}"))
+        return
+    d = verdict.diagnosis
+    out.print(Text(f"FAILED: the model does not load in {verdict.image}", style="bold red"))
+    if d is not None:
+        out.print(Text(f"  Why: {d.summary}"), soft_wrap=True)
+        out.print(Text(f"  Fix: {d.fix}"), soft_wrap=True)
+        if d.fix_packages:
+            out.print(Text(f"  (mechanical: `--fix` adds {', '.join(d.fix_packages)} and rebuilds)", style="dim"))
+    for line in verdict.logs_tail[-5:]:
+        out.print(Text(f"  | {line}", style="dim"), soft_wrap=True)

@@ -1,7 +1,14 @@
-"""Typed errors raised by the core; the CLI maps each class to its documented exit code.
+"""Typed errors raised by the core, each with its documented exit code (the CLI contract).
 
 The core never prints or exits: it raises one of these with a one-line message, and
 `smenv.cli` turns it into `smenv: error: <path>: <message>` plus the exit code.
+
+  1 internal error        5 unsafe model file        9 build context not written
+  2 usage error           6 Docker engine error      10 base image cannot be made
+  3 model not found       7 requirements.txt error   11 image build failed
+  4 invalid model         8 environment cannot be resolved, locked or downloaded
+  20-31 the image built but the model does not load (see smenv.verify.diagnose.KINDS)
+  130 interrupted
 """
 
 from __future__ import annotations
@@ -46,3 +53,93 @@ class UnsafeModel(InvalidModel):
 
     exit_code = 5
     kind = "unsafe_model"
+
+
+class DockerError(SmenvError):
+    """The Docker engine refused or failed an operation (import, remove, run)."""
+
+    exit_code = 6
+    kind = "docker_error"
+
+
+class DockerUnavailable(DockerError):
+    """The Docker engine cannot be reached at the endpoint DOCKER_HOST or the current context names."""
+
+    kind = "docker_unavailable"
+
+
+class RequirementsError(SmenvError):
+    """requirements.txt cannot be read, or holds a line that cannot be locked into an image."""
+
+    exit_code = 7
+    kind = "requirements_error"
+
+
+class ResolutionError(SmenvError):
+    """No environment satisfies the model and the requirements."""
+
+    exit_code = 8
+    kind = "resolution_error"
+
+
+class UnknownRelease(ResolutionError):
+    kind = "unknown_release"
+
+
+class LockError(ResolutionError):
+    """The resolver found no set of packages; `wheel_less` names packages with source releases only."""
+
+    kind = "lock_conflict"
+
+    def __init__(self, message: str, wheel_less: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.wheel_less = wheel_less
+
+
+class DownloadError(ResolutionError):
+    kind = "download_error"
+
+
+class ContextError(SmenvError):
+    """The build context cannot be written (target in the way, disk full, ...)."""
+
+    exit_code = 9
+    kind = "context_error"
+
+
+class BaseImageError(SmenvError):
+    """The Python base image cannot be made on this host: debootstrap failed, or its result does not work."""
+
+    exit_code = 10
+    kind = "base_image_error"
+
+
+class UnsupportedPython(BaseImageError):
+    """No Debian release ships the requested Python, so no base image can be built for it."""
+
+    kind = "unsupported_python"
+
+
+class DebootstrapMissing(BaseImageError):
+    kind = "debootstrap_missing"
+
+
+class NeedsRoot(BaseImageError):
+    """debootstrap creates device nodes and chroots: only root can run it."""
+
+    kind = "needs_root"
+
+
+class BuildFailed(DockerError):
+    """`docker build` failed at a step; the message names it and the full log's path."""
+
+    exit_code = 11
+    kind = "build_failed"
+
+    def __init__(self, message: str, log_path: str | None = None, tail: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.log_path = log_path
+        self.tail = tail
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "log": self.log_path, "tail": list(self.tail)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import smenv
 from smenv.env.lock import Lock, lock
@@ -19,6 +20,9 @@ from smenv.model.facts import ModelFacts
 from smenv.model.inspect import inspect_model
 from smenv.render.context import ContextError, ContextFiles, write_context
 from smenv.render.dockerfile import MODEL_DIR, UID, base_image_for, render_dockerfile
+
+if TYPE_CHECKING:
+    from smenv.verify.runner import Verdict
 
 Progress = Callable[[str], None]
 
@@ -106,6 +110,12 @@ def generate(
     return Generated(facts, env_plan, the_lock, base, dockerfile, written, tuple(notes), data)
 
 
+def companion_imports(locked: dict[str, str]) -> list[str]:
+    from smenv.model.companions import op_registering_modules
+
+    return [module for package, module in op_registering_modules().items() if package in locked]
+
+
 def _plan_json(facts: ModelFacts, env_plan: EnvironmentPlan, the_lock: Lock | None, base: str | None,
                notes: tuple[str, ...], code: tuple[Path, ...]) -> dict:
     root = Path(facts.model_root)
@@ -118,6 +128,150 @@ def _plan_json(facts: ModelFacts, env_plan: EnvironmentPlan, the_lock: Lock | No
         "model": facts.to_json(),
         "environment": environment,
         "lock": {"digest": the_lock.digest, "packages": the_lock.packages} if the_lock else None,
-        "image": {"model_path": model_path, "uid": UID, "code": [c.name for c in code]},
+        "image": {
+            "model_path": model_path,
+            "uid": UID,
+            "code": [c.name for c in code],
+            # Companion packages register their ops on import; the verifier imports them before loading.
+            "imports": companion_imports(the_lock.packages if the_lock else {}),
+        },
         "notes": list(notes),
     }
+
+
+# -- build and verify ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    generated: Generated
+    image: str
+    image_id: str
+    size_bytes: int
+    build_seconds: float
+    log_path: Path
+    verdict: "Verdict | None"
+    fixed: tuple[str, ...] = ()  # packages --fix added
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code if self.verdict else 0
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.exit_code == 0,
+            "image": self.image,
+            "image_id": self.image_id,
+            "size_bytes": self.size_bytes,
+            "build_seconds": self.build_seconds,
+            "build_log": str(self.log_path),
+            "fixed_with": list(self.fixed),
+            "verification": self.verdict.to_json() if self.verdict else None,
+            "plan": self.generated.plan_json,
+        }
+
+
+def default_tag(facts: ModelFacts) -> str:
+    """`smenv/<model name>:<first 12 hex of the model digest>`: one tag per model content."""
+    import re
+
+    name = re.sub(r"[^a-z0-9._-]+", "-", Path(facts.path).resolve().name.lower()).strip("-._") or "model"
+    return f"smenv/{name}:{facts.digest.split(':')[-1][:12]}"
+
+
+def log_file(tag: str) -> Path:
+    import os
+    import time
+
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return state / "smenv" / "logs" / f"build-{tag.replace('/', '_').replace(':', '_')}-{stamp}.log"
+
+
+def build(
+    model: ModelInput,
+    requirements: Path | None,
+    options: ResolveOptions,
+    *,
+    tag: str | None = None,
+    code: tuple[Path, ...] = (),
+    online: bool = False,
+    sandbox=None,
+    verify: bool = True,
+    fix: bool = False,
+    context_dir: Path | None = None,
+    engine=None,
+    progress: Progress = lambda msg: None,
+) -> Built:
+    import shutil
+    import tempfile
+
+    from smenv.docker.engine import Sandbox, connect
+    from smenv.verify.runner import verify_image
+
+    engine = engine or connect()  # fail fast, before minutes of locking and downloading
+    sandbox = sandbox or Sandbox(gpu=options.gpu)
+    scratch = None
+    if context_dir is None:
+        scratch = Path(tempfile.mkdtemp(prefix="smenv-build-"))
+        context_dir = scratch / "context"
+    try:
+        if online:
+            _refuse_credentials_online(requirements)
+        generated = generate(model, requirements, options, context_dir, code=code, offline=not online, progress=progress)
+        _require_base_image(engine, generated)
+        the_tag = tag or default_tag(generated.facts)
+        log = log_file(the_tag)
+        deps_tag = f"smenv-deps:py{generated.lock.python}-{generated.lock.digest.split(':')[1][:12]}"
+        progress("building the dependency stage (cached after the first build)")
+        engine.build(generated.context, deps_tag, log, target="deps", progress=progress)
+        progress(f"building {the_tag}")
+        result = engine.build(generated.context, the_tag, log, progress=progress)
+        info = engine.image_info(the_tag)
+        verdict = verify_image(engine, the_tag, sandbox, progress=progress) if verify else None
+        built = Built(generated, the_tag, result.image_id, info.size_bytes if info else 0, result.seconds, log, verdict)
+        if fix and verdict and not verdict.ok and verdict.diagnosis and verdict.diagnosis.fix_packages:
+            added = verdict.diagnosis.fix_packages
+            progress(f"--fix: rebuilding with {', '.join(added)}")
+            from dataclasses import replace
+
+            again = build(
+                model, requirements, replace(options, extra_packages=options.extra_packages + added),
+                tag=the_tag, code=code, online=online, sandbox=sandbox, verify=verify, fix=False,
+                engine=engine, progress=progress,
+            )
+            return replace(again, fixed=added)
+        return built
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _require_base_image(engine, generated: Generated) -> None:
+    from smenv.docker.base_image import DEBIAN_FOR_PYTHON
+    from smenv.errors import BaseImageError
+
+    base = generated.base_image
+    if base and not engine.image_exists(base):
+        python = generated.lock.python
+        how = (
+            f"build it from Debian packages with `smenv base --python {python}`"
+            if python in DEBIAN_FOR_PYTHON and base.startswith("python:")
+            else "pull or load it, or pass --base-image with an image the engine has"
+        )
+        raise BaseImageError(f"base image {base} is not on the Docker engine (nothing is pulled); {how}")
+
+
+def _refuse_credentials_online(requirements: Path | None) -> None:
+    from smenv.errors import RequirementsError
+
+    if requirements is None:
+        return
+    index = parse_requirements(requirements).index
+    for url in (index.index_url, *index.extra_index_urls):
+        if url and "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+            raise RequirementsError(
+                "an index URL carries credentials; --online would bake them into a layer. "
+                "Build without --online: the host downloads the wheels and no credential reaches the image",
+                requirements,
+            )

@@ -37,3 +37,24 @@ def tmp_model_dir(tmp_path: Path) -> Path:
     d = tmp_path / "model"
     d.mkdir()
     return d
+
+
+# Docker: one engine connection and one locally built base image per test session. An unreachable
+# engine fails these tests (CI starts the engine); it never skips them.
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    from smenv.docker.engine import connect
+
+    engine = connect()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def base_image_311(docker_engine):
+    """python:3.11-slim-bookworm, built by smenv from Debian packages unless the engine has it."""
+    from smenv.docker.base_image import build_base_image
+
+    return build_base_image(docker_engine, "3.11")

@@ -86,3 +86,17 @@ def test_garbage_line_is_an_error(tmp_path):
     main = write(tmp_path, "requirements.txt", "numpy<2\nthis is ( not valid\n")
     with pytest.raises(RequirementsError, match="line 2"):
         parse_requirements(main)
+
+
+def test_credentials_never_reach_the_written_plan(tmp_path):
+    from smenv.env.plan import EnvironmentPlan
+    from smenv.env.requirements import redact_url
+
+    assert redact_url("https://user:s3cret@pypi.internal/simple") == "https://***@pypi.internal/simple"
+    assert redact_url("https://pypi.org/simple") == "https://pypi.org/simple"
+    main = write(tmp_path, "requirements.txt", "--index-url https://user:s3cret@pypi.internal/simple\n--extra-index-url https://tok@x.example/s\nnumpy\n")
+    index = parse_requirements(main).index
+    assert index.index_url == "https://user:s3cret@pypi.internal/simple"  # kept for use on the host
+    plan = EnvironmentPlan("2.15.1", "tensorflow-cpu", ("3.11",), False, "cpu", None, None, None, 2, False,
+                           "saved_model", None, "2024-01-01T00:00:00Z", (), (), (), (), index)
+    assert "s3cret" not in str(plan.to_json()) and "tok@" not in str(plan.to_json())

@@ -27,7 +27,7 @@ from packaging.utils import parse_wheel_filename
 
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.target import UV_PLATFORM, wheel_tags
-from smenv.errors import SmenvError
+from smenv.errors import LockError
 
 # Exempt packages are pinned on purpose; their cut-off is lifted by giving them a far date.
 NO_CUTOFF = "2999-12-31T00:00:00Z"
@@ -37,14 +37,6 @@ _NO_WHEELS = re.compile(r"Wheels are required for `([^`]+)`|([A-Za-z0-9][A-Za-z0
 MAX_WHEEL_RETRIES = 12
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 
-
-class LockError(SmenvError):
-    exit_code = 8
-    kind = "lock_conflict"
-
-    def __init__(self, message: str, wheel_less: tuple[str, ...] = ()):
-        super().__init__(message)
-        self.wheel_less = wheel_less
 
 
 @dataclass(frozen=True)

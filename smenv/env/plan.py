@@ -47,7 +47,9 @@ class EnvironmentPlan:
     decisions: tuple[Decision, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["index"] = self.index.redacted()  # smenv.json goes into the image: never a credential
+        return data
 
     @property
     def warnings(self) -> list[Decision]:

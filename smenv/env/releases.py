@@ -15,12 +15,8 @@ from importlib import resources
 
 from packaging.version import InvalidVersion, Version
 
-from smenv.errors import SmenvError
+from smenv.errors import UnknownRelease
 
-
-class UnknownRelease(SmenvError):
-    exit_code = 8
-    kind = "unknown_release"
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from pip_requirements_parser import RequirementsFile
 
-from smenv.errors import SmenvError
+from smenv.errors import RequirementsError
 
-
-class RequirementsError(SmenvError):
-    exit_code = 7
-    kind = "requirements_error"
 
 
 @dataclass(frozen=True)
@@ -56,6 +52,15 @@ class IndexOptions:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     no_index: bool = False
+
+    def redacted(self) -> dict:
+        """For anything written down (smenv.json, which goes into the image): no credentials."""
+        return {
+            "index_url": redact_url(self.index_url) if self.index_url else None,
+            "extra_index_urls": [redact_url(u) for u in self.extra_index_urls],
+            "find_links": [redact_url(u) for u in self.find_links],
+            "no_index": self.no_index,
+        }
 
     def merged(self, other: "IndexOptions") -> "IndexOptions":
         return IndexOptions(
@@ -170,6 +175,17 @@ def _requirement(req, path: Path, constraint: bool) -> Requirement:
         url=url,
         hashes=tuple(req.hash_options or ()),
     )
+
+
+def redact_url(url: str) -> str:
+    """The URL without its credentials (`https://user:token@host/simple` -> `https://***@host/simple`)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rsplit("@", 1)[1]
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def _relative(including: Path, target: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from packaging.requirements import Requirement as PackagingRequirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -18,16 +19,12 @@ from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
 from smenv.env.plan import Decision, EnvironmentPlan, Package
 from smenv.env.releases import Release, UnknownRelease
 from smenv.env.requirements import Requirement, Requirements
-from smenv.errors import SmenvError
+from smenv.errors import ResolutionError
 from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, ModelFacts
 
 # Names under which TensorFlow itself can appear in a requirements file.
 TENSORFLOW_NAMES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "tf-nightly-cpu", "tensorflow-intel")
 
-
-class ResolutionError(SmenvError):
-    exit_code = 8
-    kind = "resolution_error"
 
 
 @dataclass(frozen=True)
@@ -65,6 +62,9 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     if opts.gpu and release.gpu_route in ROUTES_WITH_CUDA_IMAGE and not opts.base_image:
         python = _python_of_cuda_image(release, python, b)
     legacy_keras = _keras_policy(facts, release, b)
+    if not legacy_keras and release.keras_major == 3 and "tf-keras" in {_name_of(e) for e in opts.extra_packages}:
+        legacy_keras = True  # --fix added tf-keras: Keras 2 loading must be switched on with it
+        b.decide("keras", "tf-keras (legacy)", "--fix added tf-keras for a Keras 2 model; TF_USE_LEGACY_KERAS=1 makes tf.keras use it")
     tf_package = _tensorflow_package(release, python, opts.gpu, b)
     b.packages.insert(0, Package(f"{tf_package}=={release.version}", "model", "the TensorFlow release chosen above"))
     excludes: tuple[str, ...] = ()
@@ -77,7 +77,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     _user_requirements(reqs, b)
     for extra in opts.extra_packages:
         b.packages.append(Package(extra, "smenv --fix", "added to repair a diagnosed load failure"))
-        b.exempt.append(canonicalize_name(extra.split("=")[0].split("<")[0].split(">")[0].split("~")[0].strip()))
+        b.exempt.append(_name_of(extra))
     as_of = _as_of(facts, release, opts, b)
     env = [("TF_CPP_MIN_LOG_LEVEL", "2")]
     if legacy_keras:
@@ -307,7 +307,7 @@ def _companions(facts: ModelFacts, reqs: Requirements, release: Release, legacy_
 
 
 def _user_requirements(reqs: Requirements, b: _Builder) -> None:
-    taken = {p.requirement.split("[")[0].split("=")[0].split("~")[0].split("<")[0].split(">")[0].strip() for p in b.packages}
+    taken = {_name_of(p.requirement) for p in b.packages}
     for r in reqs.requirements:
         if r.name in TENSORFLOW_NAMES or r.name in taken:
             continue
@@ -317,6 +317,10 @@ def _user_requirements(reqs: Requirements, b: _Builder) -> None:
         b.packages.append(Package(r.text, f"requirements {r.where}"))
         if r.pinned_version() or r.url:
             b.exempt.append(r.name)
+
+
+def _name_of(requirement: str) -> str:
+    return canonicalize_name(PackagingRequirement(requirement).name)
 
 
 def _specs_overlap(user: str, ours: str) -> bool:

@@ -22,13 +22,9 @@ from packaging.version import Version
 from smenv.env.lock import Lock
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.target import PIP_PLATFORMS, wheel_tags
-from smenv.errors import SmenvError
+from smenv.errors import DownloadError
 
 
-
-class DownloadError(SmenvError):
-    exit_code = 8
-    kind = "download_error"
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,12 @@ def detect(ops: Mapping[str, int], objects: Iterable[CustomObject]) -> tuple[Com
             where = obj.registered_name or f"{obj.module}.{obj.class_name}"
             evidence.setdefault(package, []).append(f"{obj.kind} {where}")
     return tuple(CompanionPackage(name, tuple(ev)) for name, ev in sorted(evidence.items()))
+
+
+def op_registering_modules() -> dict[str, str]:
+    """{package: Python module} for companions whose import registers TensorFlow ops."""
+    return {
+        package: rules["modules"][0]
+        for package, rules in sorted(_table().items())
+        if rules.get("modules") and (rules.get("ops") or rules.get("op_prefixes"))
+    }

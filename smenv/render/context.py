@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from smenv.errors import SmenvError, UnsafeModel
+from smenv.errors import ContextError, UnsafeModel
 
 MARKER = "smenv.json"  # a directory holding this file is an smenv build context and may be replaced
 
-
-class ContextError(SmenvError):
-    exit_code = 9
-    kind = "context_error"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -46,13 +45,21 @@ def main(argv=None):
         result["error"] = {
             "type": type(exc).__name__,
             "module": type(exc).__module__,
-            "message": str(exc)[-4000:],
-            "traceback": traceback.format_exc()[-8000:],
+            "message": _clip(str(exc), 6000),
+            "traceback": _clip(traceback.format_exc(), 12000),
         }
         log("FAILED at %s: %s: %s" % (result["stage"], type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""))
     sys.stdout.write(RESULT_PREFIX + json.dumps(result, default=str) + "\n")
     sys.stdout.flush()
     return 0 if result["ok"] else 1
+
+
+def _clip(text, limit):
+    """Keep both ends: the cause is often first (Keras) and the raise site last (TensorFlow)."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + "\n[... %d characters cut ...]\n" % (len(text) - limit) + text[-half:]
 
 
 def run(plan, args, result):
@@ -65,6 +72,14 @@ def run(plan, args, result):
     import numpy as np
     import tensorflow as tf
 
+    for module in plan["image"].get("imports", []):
+        __import__(module)  # companion packages register their ops when imported
+    for name in plan["image"].get("code", []):
+        # User modules (--code): importing them runs their @register_keras_serializable decorators,
+        # which is how Keras 2 formats find custom classes by name.
+        module = name[:-3] if name.endswith(".py") else name
+        if module.isidentifier():
+            __import__(module)
     timings["import_tensorflow_s"] = round(time.perf_counter() - started, 3)
     result["tensorflow"] = tf.__version__
     result["numpy"] = np.__version__
@@ -118,10 +133,12 @@ def _keras_module(plan, tf):
 
 
 def _keras_version(tf):
-    try:
-        return tf.keras.__version__
-    except Exception:
-        return None
+    for get in (lambda: tf.keras.__version__, lambda: __import__("keras").__version__):
+        try:
+            return get()
+        except Exception:  # tf.keras is a lazy loader in some releases; keras may be absent
+            continue
+    return None
 
 
 def _tags(model_info):

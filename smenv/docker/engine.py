@@ -1,0 +1,495 @@
+"""The Docker engine behind the few operations smenv needs.
+
+`connect()` finds the engine the way the docker CLI does (DOCKER_HOST, else DOCKER_CONTEXT, else the
+current context in ~/.docker/config.json, else the local socket), pings it with a short timeout and
+returns an `Engine`. Every Docker failure leaves this module as a typed error: `DockerUnavailable` when
+the engine cannot be reached, `DockerError` when it refuses an operation. Nothing here prints.
+
+To add an operation, write a small method whose SDK calls run inside `with self._calls("docker WHAT"):`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.tls import TLSConfig
+from docker.utils import kwargs_from_env, parse_repository_tag
+
+from smenv.errors import BuildFailed, DockerError, DockerUnavailable
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+PING_TIMEOUT = 5.0  # seconds: an engine that is up answers a ping in milliseconds
+CALL_TIMEOUT = 120.0  # seconds, for ordinary calls; uploads and waits set their own
+THROWAWAY_LABEL = "org.smenv.throwaway"  # on containers smenv starts and removes, so leftovers can be found
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str  # as the docker CLI writes it: unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host
+    source: str  # "DOCKER_HOST", "context NAME" or "default": said in error messages
+    tls: TLSConfig | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str  # sha256:...
+    tags: tuple[str, ...]
+    size_bytes: int
+    labels: dict[str, str]
+    created: str  # ISO 8601, as the engine reports it
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    tag: str
+    seconds: float
+    steps: int
+    cached_steps: int
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Limits for a container that runs model code: nothing it does may reach the host or the network."""
+
+    memory: str = "4g"
+    timeout_s: float = 600.0
+    pids: int = 512
+    gpu: bool = False
+    mounts: tuple[tuple[str, str], ...] = ()  # (host path, container path), read-only
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    oom_killed: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    output: str  # stdout and stderr, interleaved as the engine logged them
+    container_id: str  # already removed; for logs and tests
+
+
+def resolve_endpoint(environ: Mapping[str, str] | None = None) -> Endpoint:
+    """Where the engine is: DOCKER_HOST, else DOCKER_CONTEXT or config.json's currentContext, else the local socket.
+
+    docker-py 7.1 ignores Docker contexts (7.2 added them to from_env); reading them here keeps
+    the behaviour the same on both, and lets error messages say where the endpoint came from.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("DOCKER_HOST"):
+        params = kwargs_from_env(environment=dict(env))
+        return Endpoint(params["base_url"], "DOCKER_HOST", params.get("tls"))
+    config_dir = Path(env.get("DOCKER_CONFIG") or Path(env.get("HOME") or Path.home()) / ".docker")
+    name = env.get("DOCKER_CONTEXT") or _current_context_name(config_dir)
+    if not name or name == "default":
+        return Endpoint(DEFAULT_HOST, "default")
+    return _context_endpoint(config_dir, name)
+
+
+def connect(environ: Mapping[str, str] | None = None, timeout: float = PING_TIMEOUT) -> Engine:
+    """An `Engine` for the resolved endpoint, after a ping; `DockerUnavailable` if it does not answer."""
+    endpoint = resolve_endpoint(environ)
+    try:
+        # version=None makes the client ask the engine for its API version at once: that is the ping,
+        # and it settles the API version with 20.10 engines that are older than the SDK's default.
+        client = docker.DockerClient(
+            base_url=endpoint.host,
+            tls=endpoint.tls or False,
+            version=None,
+            timeout=timeout,
+            use_ssh_client=endpoint.host.startswith("ssh://"),  # the ssh binary, not paramiko (not installed)
+        )
+        version = client.version()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise DockerUnavailable(_unreachable_message(endpoint, exc)) from exc
+    client.api.timeout = CALL_TIMEOUT
+    return Engine(client, endpoint, version)
+
+
+class Engine:
+    """The local (or DOCKER_HOST) Docker engine; create it with `connect()`."""
+
+    def __init__(self, client: docker.DockerClient, endpoint: Endpoint, version: Mapping):
+        self.client = client  # for operations not wrapped yet; prefer adding a method here
+        self.endpoint = endpoint
+        self.server_version: str = version.get("Version", "?")
+        self.api_version: str = version.get("ApiVersion", "?")
+        self.os: str = version.get("Os", "linux")
+        self.arch: str = version.get("Arch", "?")  # Go's names: amd64, arm64, ...
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- images ---------------------------------------------------------------------------------------
+
+    def image_info(self, ref: str) -> ImageInfo | None:
+        """The image a tag or id names, or None when the engine has no such image."""
+        with self._calls(f"docker image inspect {ref}"):
+            try:
+                data = self.client.api.inspect_image(ref)
+            except docker.errors.ImageNotFound:
+                return None
+        config = data.get("Config") or {}
+        return ImageInfo(
+            id=data["Id"],
+            tags=tuple(data.get("RepoTags") or ()),
+            size_bytes=int(data.get("Size") or 0),
+            labels=dict(config.get("Labels") or {}),
+            created=data.get("Created", ""),
+            env=tuple(config.get("Env") or ()),
+            cmd=tuple(config["Cmd"]) if config.get("Cmd") else None,
+        )
+
+    def image_exists(self, ref: str) -> bool:
+        return self.image_info(ref) is not None
+
+    def remove_image(self, ref: str, force: bool = False) -> bool:
+        """Remove an image by tag or id; False when there was none. An image in use is a DockerError."""
+        with self._calls(f"docker rmi {ref}"):
+            try:
+                self.client.api.remove_image(ref, force=force)
+            except docker.errors.ImageNotFound:
+                return False
+        return True
+
+    def tag_image(self, ref: str, tag: str) -> None:
+        """Point `tag` (repository[:tag]) at the image `ref` names."""
+        repository, version = parse_repository_tag(tag)
+        with self._calls(f"docker tag {ref} {tag}"):
+            self.client.api.tag(ref, repository, version or "latest")
+
+    def import_rootfs(
+        self,
+        tar_path: str | Path,
+        tag: str,
+        changes: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+    ) -> ImageInfo:
+        """`docker import TAR TAG` with Dockerfile-style changes (ENV, CMD, ...) and labels; the new image."""
+        tar_path = Path(tar_path)
+        if not tar_path.is_file():
+            # The SDK would send a path it cannot open to the engine as a URL to download.
+            raise DockerError(f"docker import: no such tarball {tar_path}")
+        repository, version = parse_repository_tag(tag)
+        all_changes = list(changes) + [f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in (labels or {}).items()]
+        with self._calls(f"docker import {tar_path.name} {tag}"):
+            # A path (not an open file) makes the SDK upload with no read timeout: big roots take a while.
+            answer = self.client.api.import_image(
+                src=str(tar_path), repository=repository, tag=version or "latest", changes=all_changes
+            )
+        image_id = _import_result(answer)
+        info = self.image_info(image_id)
+        if info is None:
+            raise DockerError(f"docker import {tag}: the engine reported {image_id} but has no such image")
+        return info
+
+    # -- containers -----------------------------------------------------------------------------------
+
+    def run_throwaway(
+        self, image: str, command: Sequence[str], network: str = "none", timeout: float = 300.0
+    ) -> RunResult:
+        """Run `command` in a new container of `image`, wait for it, return its exit code and output, remove it.
+
+        For checks (does python3 -m venv work?), not for long-lived services: no ports, no volumes.
+        """
+        with self._calls(f"docker run {image}"):
+            container = self.client.containers.create(
+                image, list(command), network_mode=network, labels={THROWAWAY_LABEL: "1"}
+            )
+            try:
+                container.start()
+                try:
+                    status = container.wait(timeout=timeout)
+                except requests.exceptions.ReadTimeout as exc:
+                    raise DockerError(f"docker run {image}: still running after {timeout:.0f} s, stopped") from exc
+                output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            finally:
+                container.remove(force=True)
+        return RunResult(int(status.get("StatusCode", -1)), output, container.id)
+
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        log_path: Path,
+        target: str | None = None,
+        progress=lambda message: None,
+    ) -> BuildResult:
+        """`docker build` through the Engine API, streaming every line to `log_path`.
+
+        The SDK speaks to the classic builder (docker-py has no BuildKit), which the generated
+        Dockerfiles are written for. A failed or interrupted build leaves no container (forcerm)
+        and no dangling image behind.
+        """
+        import time
+
+        before = self._dangling_ids()
+        started = time.monotonic()
+        tail: list[str] = []
+        image_id = None
+        step, steps, cached = "", 0, 0
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(log_path, "a", encoding="utf-8") as log, self._calls(f"docker build {context}"):
+                log.write(f"# docker build -t {tag}{' --target ' + target if target else ''} {context}\n")
+                stream = self.client.api.build(
+                    path=str(context), tag=tag, target=target, rm=True, forcerm=True, pull=False, decode=True,
+                )
+                for chunk in stream:
+                    if "error" in chunk:
+                        message = _one_line(chunk.get("errorDetail", {}).get("message") or chunk["error"])
+                        log.write(f"ERROR: {chunk['error']}\n")
+                        raise BuildFailed(
+                            f"docker build failed at {step or 'the start'}: {message} (full log: {log_path})",
+                            str(log_path), tuple(tail[-15:]),
+                        )
+                    if "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
+                        image_id = chunk["aux"]["ID"]
+                    text = chunk.get("stream") or chunk.get("status") or ""
+                    if not text:
+                        continue
+                    log.write(text if text.endswith("\n") else text + "\n")
+                    for line in text.splitlines():
+                        line = line.rstrip()
+                        if not line:
+                            continue
+                        tail.append(line)
+                        del tail[:-40]
+                        if line.startswith("Step "):
+                            step, steps = line.split(" : ")[0], steps + 1
+                            progress(f"{step}: {line.split(' : ', 1)[-1][:70]}")
+                        elif "Using cache" in line:
+                            cached += 1
+        except BaseException:
+            self._remove_new_dangling(before)  # failure or Ctrl-C: leave nothing behind
+            raise
+        info = self.image_info(tag)
+        if info is None:
+            raise BuildFailed(f"docker build reported success but no image {tag} exists (full log: {log_path})", str(log_path))
+        return BuildResult(info.id, tag, round(time.monotonic() - started, 2), steps, cached)
+
+    def _dangling_ids(self) -> set[str]:
+        with self._calls("docker images --filter dangling=true"):
+            return {i["Id"] for i in self.client.api.images(filters={"dangling": True})}
+
+    def _remove_new_dangling(self, before: set[str]) -> None:
+        try:
+            for image_id in self._dangling_ids() - before:
+                try:
+                    self.client.api.remove_image(image_id, force=True)
+                except docker.errors.APIError:
+                    pass  # still a parent of something else: not ours to force
+        except DockerError:
+            pass
+
+    def read_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes:
+        """One file from an image, read from a created (never started) container."""
+        import io
+        import tarfile
+
+        container = None
+        try:
+            with self._calls(f"docker cp {image}:{path}"):
+                container = self.client.containers.create(image, labels={THROWAWAY_LABEL: "1"})
+                stream, _ = container.get_archive(path)
+                data = b"".join(stream)
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = tar.next()
+                if member is None or not member.isfile() or member.size > limit:
+                    raise DockerError(f"{image}:{path} is not a readable file")
+                return tar.extractfile(member).read()
+        finally:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+
+    def run_sandboxed(self, image: str, command: Sequence[str], sandbox: Sandbox) -> SandboxRun:
+        """Run model code: no network, read-only root, unprivileged, no capabilities, memory/pid/time limits.
+
+        The container is removed whatever happens, Ctrl-C included.
+        """
+        import time
+
+        from docker.types import DeviceRequest, Mount
+
+        kwargs = dict(
+            network_mode="none",
+            read_only=True,
+            user="10001:10001",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=sandbox.memory,
+            memswap_limit=sandbox.memory,  # no swap: an out-of-memory model fails fast, visibly
+            pids_limit=sandbox.pids,
+            tmpfs={"/tmp": "rw,size=256m", "/home/smenv": "rw,size=64m"},
+            labels={THROWAWAY_LABEL: "1"},
+            mounts=[Mount(target=c, source=h, type="bind", read_only=True) for h, c in sandbox.mounts],
+        )
+        if sandbox.gpu:
+            kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        container = None
+        started = time.monotonic()
+        try:
+            with self._calls(f"docker run {image}"):
+                container = self.client.containers.create(image, list(command), **kwargs)
+                container.start()
+                timed_out = False
+                try:
+                    status = container.wait(timeout=sandbox.timeout_s)
+                    code = int(status.get("StatusCode", -1))
+                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                    timed_out, code = True, None
+                    container.kill()
+                seconds = time.monotonic() - started
+                stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+                stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+                container.reload()
+                oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            return SandboxRun(code, stdout, stderr, timed_out, oom, round(seconds, 2))
+        finally:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+
+    # -- errors ---------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _calls(self, what: str) -> Iterator[None]:
+        """Turn the SDK's exceptions into smenv's typed errors, one line each, naming the operation."""
+        try:
+            yield
+        except docker.errors.APIError as exc:
+            raise DockerError(f"{what}: {_one_line(exc.explanation or str(exc))}") from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise DockerUnavailable(f"{what}: lost the Docker engine at {self.endpoint.host}") from exc
+        except requests.exceptions.ReadTimeout as exc:
+            waited = self.client.api.timeout
+            raise DockerError(f"{what}: no answer from the Docker engine within {waited:.0f} s") from exc
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"{what}: {_one_line(str(exc))}") from exc
+
+
+def _current_context_name(config_dir: Path) -> str | None:
+    try:
+        return json.loads((config_dir / "config.json").read_text()).get("currentContext")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DockerUnavailable(f"cannot read {config_dir / 'config.json'}: {_one_line(str(exc))}") from exc
+
+
+def _context_endpoint(config_dir: Path, name: str) -> Endpoint:
+    # The docker CLI stores each context under the sha256 of its name.
+    context_id = hashlib.sha256(name.encode()).hexdigest()
+    meta_file = config_dir / "contexts" / "meta" / context_id / "meta.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        docker_endpoint = meta["Endpoints"]["docker"]
+    except FileNotFoundError:
+        raise DockerUnavailable(
+            f"the current Docker context {name!r} does not exist (`docker context use default`, or set DOCKER_HOST)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DockerUnavailable(f"cannot read Docker context {name!r} from {meta_file}: {_one_line(str(exc))}") from exc
+    host = docker_endpoint.get("Host") or DEFAULT_HOST
+    tls_dir = config_dir / "contexts" / "tls" / context_id / "docker"
+    tls = None
+    if tls_dir.is_dir():
+        ca, cert, key = (tls_dir / n for n in ("ca.pem", "cert.pem", "key.pem"))
+        tls = TLSConfig(
+            client_cert=(str(cert), str(key)) if cert.is_file() and key.is_file() else None,
+            ca_cert=str(ca) if ca.is_file() else None,
+            verify=not docker_endpoint.get("SkipTLSVerify", False),
+        )
+    return Endpoint(host, f"context {name}", tls)
+
+
+def _unreachable_message(endpoint: Endpoint, exc: BaseException) -> str:
+    text = _chain_text(exc)
+    if "Permission denied" in text:
+        return (
+            f"permission denied on the Docker socket {endpoint.host} "
+            "(add your user to the docker group, or set DOCKER_HOST)"
+        )
+    if "Invalid bind address" in text or "invalid URL" in text.lower():
+        return (
+            f"{endpoint.host} ({endpoint.source}) is not a Docker endpoint: "
+            "expected unix://PATH, tcp://HOST:PORT or ssh://USER@HOST"
+        )
+    where = f"cannot reach the Docker engine at {endpoint.host}"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        where += " (no answer within the ping timeout)"
+    if endpoint.source == "DOCKER_HOST":
+        return f"{where} (set by DOCKER_HOST: is the daemon running there? fix or unset DOCKER_HOST)"
+    if endpoint.source.startswith("context "):
+        name = endpoint.source.removeprefix("context ")
+        return (
+            f"{where} (Docker context {name!r}: is the daemon running? "
+            "`docker context use default` or set DOCKER_HOST)"
+        )
+    return f"{where} (is the daemon running? set DOCKER_HOST or `docker context use`)"
+
+
+def _chain_text(exc: BaseException | None) -> str:
+    parts = []
+    while exc is not None and len(parts) < 10:
+        parts.append(f"{type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or exc.__context__
+    return " | ".join(parts)
+
+
+def _import_result(answer: str) -> str:
+    """The image id from `docker import`'s answer: JSON lines, the last `{"status": "sha256:..."}`.
+
+    The engine reports some failures inside a 200 answer, as an `error` line, which the SDK does not raise.
+    """
+    image_id = None
+    for line in answer.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("error") or message.get("errorDetail"):
+            detail = message.get("error") or message["errorDetail"].get("message", "")
+            raise DockerError(f"docker import: {_one_line(detail)}")
+        status = message.get("status", "")
+        if status.startswith("sha256:"):
+            image_id = status
+    if image_id is None:
+        raise DockerError(f"docker import: no image id in the engine's answer: {_one_line(answer)[:200]}")
+    return image_id
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())

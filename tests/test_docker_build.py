@@ -1,0 +1,144 @@
+"""smenv build and verify against the real Docker engine: real images, real containers, no mocks.
+
+Builds share what they can: the base image is built once per session (conftest), wheels are cached
+on the host, and the dependency stage is cached per lock, so the TF 2.15 cases build their
+dependencies once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS, FIXTURES, REPO
+from smenv import pipeline
+from smenv.docker.engine import THROWAWAY_LABEL, Sandbox
+from smenv.env.resolve import ResolveOptions
+from smenv.verify.runner import verify_image
+
+pytestmark = pytest.mark.docker
+MODELS = FIXTURES / "models"
+USERCODE = FIXTURES / "usercode"
+
+
+def build(model: Path, tmp_path: Path, requirements: str | None = None, engine=None, **kwargs) -> pipeline.Built:
+    req = None
+    if requirements is not None:
+        req = tmp_path / "requirements.txt"
+        req.write_text(requirements)
+    options = ResolveOptions(**{k: kwargs.pop(k) for k in ("python", "tf_version") if k in kwargs})
+    return pipeline.build(pipeline.ModelInput(model), req, options, engine=engine, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tf215(base_image_311, docker_engine, tmp_path_factory):
+    return build(MODELS / "tf215-savedmodel", tmp_path_factory.mktemp("tf215"), engine=docker_engine)
+
+
+def test_tf215_savedmodel_loads_on_cpu(tf215, docker_engine):
+    verdict = tf215.verdict
+    assert verdict.ok, verdict.to_json()
+    assert verdict.result["tensorflow"] == "2.15.1" and verdict.result["python"].startswith("3.11")
+    primary = verdict.result["signatures"][0]
+    assert primary["name"] == "serving_default" and primary["primary"]
+    assert primary["outputs"] == [{"name": "y", "dtype": "float32", "shape": [1, 1]}]
+    info = docker_engine.image_info(tf215.image)
+    assert info.labels["org.smenv.tensorflow.version"] == "2.15.1"
+    assert info.labels["org.smenv.model.digest"] == tf215.generated.facts.digest
+    assert info.labels["org.smenv.lock.digest"] == tf215.generated.lock.digest
+    config = docker_engine.client.api.inspect_image(tf215.image)["Config"]
+    assert config["User"] == "10001:10001"
+
+
+def test_the_sandbox_has_no_network_and_a_read_only_root(tf215, docker_engine):
+    probe = (
+        "import socket, os\n"
+        "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('NET')\nexcept OSError: print('NONET')\n"
+        "try:\n    open('/opt/smenv/x', 'w'); print('RW')\nexcept OSError: print('RO')\n"
+        "print('UID', os.getuid())\n"
+    )
+    run = docker_engine.run_sandboxed(tf215.image, ["python", "-c", probe], Sandbox(timeout_s=60))
+    assert run.exit_code == 0, run.stderr
+    assert run.stdout.split() == ["NONET", "RO", "UID", "10001"]
+
+
+def test_requirements_pinning_another_tf_still_get_the_producers(base_image_311, docker_engine, tmp_path):
+    built = build(MODELS / "tf215-savedmodel", tmp_path, "tensorflow==2.13.0\nnumpy<2\n", engine=docker_engine)
+    assert built.verdict.ok
+    assert built.verdict.result["tensorflow"] == "2.15.1"
+    warning = next(d for d in built.generated.plan.decisions if d.topic == "requirement:tensorflow")
+    assert "2.13.0" in warning.reason and warning.level == "warning"
+
+
+def test_keras3_archive_loads_on_its_tensorflow(base_image_311, docker_engine, tmp_path):
+    built = build(MODELS / "tf218-keras3.keras", tmp_path, engine=docker_engine, python="3.11")
+    assert built.verdict.ok, built.verdict.to_json()
+    assert built.verdict.result["keras"] == "3.8.0"
+    assert built.verdict.result["signatures"][0]["outputs"][0]["shape"] == [1, 1]
+
+
+def test_custom_layer_is_diagnosed_without_code_and_loads_with_it(base_image_311, docker_engine, tmp_path):
+    model = MODELS / "tf215-custom-layer.keras"
+    without = build(model, tmp_path / "a", engine=docker_engine)
+    assert not without.verdict.ok
+    diagnosis = without.verdict.diagnosis
+    assert diagnosis.kind == "unknown_object" and without.exit_code == 21
+    assert "ScaleShift" in diagnosis.summary and "smenv_fixture_layers" in diagnosis.fix and "--code" in diagnosis.fix
+    with_code = build(model, tmp_path / "b", engine=docker_engine, code=(USERCODE / "smenv_fixture_layers.py",))
+    assert with_code.verdict.ok, with_code.verdict.to_json()
+
+
+def test_tf_text_op_is_diagnosed_without_the_package_and_loads_with_it(tf215, docker_engine, tmp_path):
+    text_model = MODELS / "tf215-text-savedmodel"
+    # The plain TF 2.15 image lacks tensorflow-text: verifying the text model against it must say so.
+    verdict = verify_image(docker_engine, tf215.image, Sandbox(), model=text_model)
+    assert not verdict.ok and verdict.diagnosis.kind == "op_not_registered"
+    assert verdict.diagnosis.fix_packages == ("tensorflow-text==2.15.*",)
+    built = build(text_model, tmp_path, engine=docker_engine)
+    assert built.verdict.ok, built.verdict.to_json()
+    assert "tensorflow-text" in built.generated.lock.packages
+
+
+def test_corpus_model_builds_and_answers(base_image_311, docker_engine, tmp_path):
+    built = build(CORPUS / "tfserving-half-plus-two-tf2-cpu", tmp_path, engine=docker_engine)
+    assert built.verdict.ok
+    assert built.verdict.result["tensorflow"] == "2.14.0"
+    assert built.verdict.result["signatures"][0]["outputs"] == [{"name": "y", "dtype": "float32", "shape": [1]}]
+
+
+def test_a_model_only_change_reuses_the_dependency_layers(tf215, docker_engine, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(MODELS / "tf215-savedmodel", model)
+    (model / "assets").mkdir(exist_ok=True)
+    (model / "assets" / "note.txt").write_text("a changed model")
+    again = build(model, tmp_path, engine=docker_engine, verify=False)
+    assert again.generated.lock.digest == tf215.generated.lock.digest
+    log = again.log_path.read_text()
+    final_stage = log.split("FROM python:3.11-slim-bookworm\n")[-1]
+    assert "COPY --from=deps" in final_stage
+    # Everything before the model layer came from the cache.
+    before_model = final_stage.split("COPY model/")[0]
+    assert "Running in" not in before_model.split("COPY --from=deps")[1]
+
+
+def test_cli_build_json_and_exit_code(base_image_311, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "smenv", "build", str(MODELS / "tf215-keras2.keras"), "--json", "--tag", "smenv-test/cli:1"],
+        capture_output=True, text=True, timeout=1800, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    assert data["ok"] and data["image"] == "smenv-test/cli:1"
+    assert data["verification"]["result"]["tensorflow"] == "2.15.1"
+    assert Path(data["build_log"]).is_file()
+
+
+def test_nothing_is_left_running(docker_engine):
+    leftovers = docker_engine.client.containers.list(all=True, filters={"label": THROWAWAY_LABEL})
+    assert leftovers == []

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from smenv.pipeline import Built, Generated
     from smenv.verify.runner import Verdict
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# Off a terminal (CI logs, pipes) rich assumes 80 columns; logs read better wider, unbroken.
+out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
 
 def print_json(data: Any) -> None:
@@ -155,7 +156,7 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def show_generated(result: "Generated") -> None:
+def show_generated(result: "Generated", next_steps: bool = True) -> None:
     plan = result.plan
     table = Table(title="Environment", title_justify="left", show_edge=False)
     table.add_column("decision", style="bold")
@@ -173,7 +174,7 @@ def show_generated(result: "Generated") -> None:
         out.print(Text(f"Base image  {result.base_image}"))
     for line in result.notes:
         out.print(Text(f"Note: {line}", style="yellow"), soft_wrap=True)
-    if result.context is not None:
+    if result.context is not None and next_steps:
         out.print(Text(f"Build context written to {result.context}", style="bold green"))
         out.print(Text(f"Next: smenv build {result.facts.path}  (or by hand: docker build {result.context})"))
     elif result.lock is None:
@@ -181,7 +182,7 @@ def show_generated(result: "Generated") -> None:
 
 
 def show_built(built: "Built") -> None:
-    show_generated(built.generated)
+    show_generated(built.generated, next_steps=False)
     out.print(Text(f"Image {built.image} ({built.image_id[:19]}), {built.size_bytes / 2**20:.0f} MiB, built in {built.build_seconds:.0f} s"))
     out.print(Text(f"Build log {built.log_path}", style="dim"))
     if built.fixed:
@@ -204,7 +205,9 @@ def show_verdict(verdict: "Verdict") -> None:
         ))
         for sig in result.get("signatures", []):
             if sig.get("error"):
-                out.print(Text(f"  {sig['name']}: failed with synthetic input ({sig['error']['type']})", style="yellow"))
+                out.print(Text(
+                    f"  {sig['name']}: not checked, it rejected synthetic input ({sig['error']['type']}); "
+                    "give real input with smenv verify --sample-input", style="yellow"), soft_wrap=True)
                 continue
             outs = ", ".join(f"{o['name']} {o['dtype']}{o['shape']}" for o in sig.get("outputs", []))
             out.print(Text(f"  {sig['name']}: -> {outs} in {sig.get('seconds')} s"))

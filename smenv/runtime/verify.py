@@ -93,7 +93,7 @@ def run(plan, args, result):
     loader = plan["environment"]["loader"]
     if loader == "keras":
         keras = _keras_module(plan, tf)
-        result["keras"] = getattr(keras, "__version__", None)
+        result["keras"] = getattr(keras, "__version__", None) or _keras_version(tf)
         model = keras.models.load_model(path, compile=False)
         timings["load_s"] = round(time.perf_counter() - started, 3)
         log("model loaded with %s.models.load_model in %.1fs" % (keras.__name__, timings["load_s"]))

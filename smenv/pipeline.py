@@ -219,6 +219,14 @@ def build(
         if online:
             _refuse_credentials_online(requirements)
         generated = generate(model, requirements, options, context_dir, code=code, offline=not online, progress=progress)
+        if online and generated.lock.direct:
+            from smenv.errors import RequirementsError
+
+            raise RequirementsError(
+                f"{', '.join(generated.lock.direct)} come(s) from a local wheel or a wheel URL, which a build with "
+                "--online cannot fetch; build without --online (the host downloads them)",
+                requirements,
+            )
         _require_base_image(engine, generated)
         the_tag = tag or default_tag(generated.facts)
         log = log_file(the_tag)

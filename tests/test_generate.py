@@ -153,3 +153,38 @@ def test_dockerfiles_directory_is_current(tmp_path):
         )
         for name in ("Dockerfile", "requirements.lock", "smenv.json"):
             check_golden(REPO / "dockerfiles" / example.name / name, (result.context / name).read_text())
+
+
+def make_wheel(directory: Path, name: str = "smenv_local_probe", version: str = "0.1") -> Path:
+    """A minimal valid pure-Python wheel, as a user's own package would be."""
+    import base64
+    import hashlib
+    import zipfile
+
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    files = {
+        f"{name}/__init__.py": b"VALUE = 42\n",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{name}-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: smenv-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n" for n, d in files.items()
+    ) + f"{name}-{version}.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, d in files.items():
+            zf.writestr(n, d)
+        zf.writestr(f"{name}-{version}.dist-info/RECORD", record)
+    return path
+
+
+def test_a_local_wheel_is_locked_by_hash_and_shipped_in_the_context(tmp_path):
+    wheel = make_wheel(tmp_path)
+    req = tmp_path / "requirements.txt"
+    req.write_text(f"./{wheel.name}\n")
+    result = pipeline.generate(pipeline.ModelInput(REPO / M / "tf215-savedmodel"), req, ResolveOptions(), tmp_path / "ctx", offline=True)
+    lock = (tmp_path / "ctx" / "requirements.lock").read_text()
+    assert "smenv-local-probe==0.1 \\\n    --hash=sha256:" in lock.replace("smenv_local_probe", "smenv-local-probe")
+    assert "file://" not in lock and str(tmp_path) not in lock  # the image never sees a host path
+    assert (tmp_path / "ctx" / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
+    assert result.lock.direct == ("smenv-local-probe",)
+    assert "--no-index" in (tmp_path / "ctx" / "Dockerfile").read_text()

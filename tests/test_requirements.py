@@ -49,7 +49,7 @@ def test_local_wheel_is_kept_with_its_absolute_path(tmp_path):
     wheel = write(tmp_path, "dist/mylib-1.0-py3-none-any.whl", "not really a wheel")
     main = write(tmp_path, "requirements.txt", "./dist/mylib-1.0-py3-none-any.whl\n")
     (req,) = parse_requirements(main).requirements
-    assert req.name == "mylib" and req.url == str(wheel)
+    assert req.name == "mylib" and req.url == wheel.as_uri()
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.target import UV_PLATFORM, wheel_tags
@@ -36,24 +36,49 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _NO_WHEELS = re.compile(r"Wheels are required for `([^`]+)`|([A-Za-z0-9][A-Za-z0-9._-]*)[^ ]* has no usable wheels")
 MAX_WHEEL_RETRIES = 12
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
+# A direct reference (a local wheel file or a wheel URL from requirements.txt).
+_DIRECT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])? @ (\S+)")
 
 
 
 @dataclass(frozen=True)
 class Lock:
-    text: str  # the requirements.lock file, header included
+    text: str  # requirements.lock as the image installs it: every package `name==version`, hashed
     python: str
     packages: dict[str, str]  # canonical name -> version
     digest: str  # sha256 of `text`
+    download_text: str = ""  # the same, with direct references kept, for downloading on the host
+    direct: tuple[str, ...] = ()  # packages that came from a local wheel or a wheel URL
 
     @classmethod
     def from_text(cls, text: str, python: str) -> "Lock":
-        packages = {}
+        """Parse uv's output; direct references become `name==version` pins for the image.
+
+        Inside the image a `file://` path does not exist and `--no-index` cannot fetch a URL, but the
+        host downloads those wheels into wheels/, where pip finds them by name and version. The
+        hashes stay the same, so nothing else can stand in for them.
+        """
+        packages: dict[str, str] = {}
+        direct: list[str] = []
+        lines = []
         for line in text.splitlines():
             m = _PIN.match(line)
+            d = _DIRECT.match(line)
             if m:
-                packages[m.group(1).lower().replace("_", "-").replace(".", "-")] = m.group(3)
-        return cls(text, python, packages, "sha256:" + hashlib.sha256(text.encode()).hexdigest())
+                packages[canonicalize_name(m.group(1))] = m.group(3)
+            elif d:
+                name, url = canonicalize_name(d.group(1)), d.group(3)
+                try:
+                    _, version, _, _ = parse_wheel_filename(url.rsplit("/", 1)[-1])
+                except ValueError:
+                    raise LockError(f"{name} comes from {url}, which is not a wheel: only wheels can be locked") from None
+                packages[name] = str(version)
+                direct.append(name)
+                line = f"{d.group(1)}{d.group(2) or ''}=={version}" + line[d.end():]
+            lines.append(line)
+        image_text = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+        digest = "sha256:" + hashlib.sha256(image_text.encode()).hexdigest()
+        return cls(image_text, python, packages, digest, text, tuple(direct))
 
 
 def uv_binary() -> str:
@@ -121,7 +146,7 @@ def _lock_for(plan: EnvironmentPlan, python: str, lifted: tuple[str, ...] = ()) 
         f"packages as of {plan.as_of}.\n"
         "# Install with: pip install --require-hashes --no-deps -r requirements.lock\n"
     )
-    return Lock.from_text(header + body.text, python)
+    return Lock.from_text(header + body.download_text, python)
 
 
 def _full_tensorflow(requirement: str, plan: EnvironmentPlan) -> str:

@@ -151,7 +151,7 @@ def _requirement(req, path: Path, constraint: bool) -> Requirement:
                     "build one (`pip wheel --no-deps DIR`) and list the .whl, or pass the source with --code",
                     path,
                 )
-            url = str(local)
+            url = local.as_uri()
         else:
             url = link
     if not req.name:

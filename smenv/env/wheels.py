@@ -44,7 +44,7 @@ def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = 
     cache = cache or default_cache()
     cache.mkdir(parents=True, exist_ok=True)
     lock_file = cache / f".lock-{the_lock.digest.split(':')[1][:16]}.txt"
-    lock_file.write_text(the_lock.text)
+    lock_file.write_text(the_lock.download_text or the_lock.text)  # direct references kept: the host fetches them
     abi = "cp" + the_lock.python.replace(".", "")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
            "--python-version", the_lock.python, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",

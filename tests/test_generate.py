@@ -112,6 +112,7 @@ def test_symlink_out_of_the_model_is_refused_and_nothing_is_written(tmp_path):
 
     model = tmp_path / "model"
     shutil.copytree(REPO / M / "tf215-savedmodel", model)
+    (model / "assets").mkdir(exist_ok=True)  # git keeps no empty directory
     (model / "assets" / "secret").symlink_to("/etc/hostname")
     out = tmp_path / "ctx"
     with pytest.raises(SmenvError, match="links outside the model directory"):

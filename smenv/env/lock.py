@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import urllib.request
 from datetime import datetime, timedelta
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -36,6 +36,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _NO_WHEELS = re.compile(r"Wheels are required for `([^`]+)`|([A-Za-z0-9][A-Za-z0-9._-]*)[^ ]* has no usable wheels")
 MAX_WHEEL_RETRIES = 12
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
+_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 # A direct reference (a local wheel file or a wheel URL from requirements.txt).
 _DIRECT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])? @ (\S+)")
 
@@ -49,6 +50,7 @@ class Lock:
     digest: str  # sha256 of `text`
     download_text: str = ""  # the same, with direct references kept, for downloading on the host
     direct: tuple[str, ...] = ()  # packages that came from a local wheel or a wheel URL
+    hashes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> allowed sha256 hex digests
 
     @classmethod
     def from_text(cls, text: str, python: str) -> "Lock":
@@ -60,12 +62,18 @@ class Lock:
         """
         packages: dict[str, str] = {}
         direct: list[str] = []
+        hashes: dict[str, list[str]] = {}
         lines = []
+        current = None
         for line in text.splitlines():
             m = _PIN.match(line)
             d = _DIRECT.match(line)
+            h = _HASH.search(line)
+            if h and current:
+                hashes.setdefault(current, []).append(h.group(1))
             if m:
-                packages[canonicalize_name(m.group(1))] = m.group(3)
+                current = canonicalize_name(m.group(1))
+                packages[current] = m.group(3)
             elif d:
                 name, url = canonicalize_name(d.group(1)), d.group(3)
                 try:
@@ -74,11 +82,12 @@ class Lock:
                     raise LockError(f"{name} comes from {url}, which is not a wheel: only wheels can be locked") from None
                 packages[name] = str(version)
                 direct.append(name)
+                current = name
                 line = f"{d.group(1)}{d.group(2) or ''}=={version}" + line[d.end():]
             lines.append(line)
         image_text = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
         digest = "sha256:" + hashlib.sha256(image_text.encode()).hexdigest()
-        return cls(image_text, python, packages, digest, text, tuple(direct))
+        return cls(image_text, python, packages, digest, text, tuple(direct), {k: tuple(v) for k, v in hashes.items()})
 
 
 def uv_binary() -> str:

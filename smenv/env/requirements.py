@@ -9,6 +9,7 @@ build code, so they are refused with the file and line and what to do instead.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,12 +91,14 @@ def parse_requirements(path: Path) -> Requirements:
         raise RequirementsError("requirements file not found", path)
     reqs: list[Requirement] = []
     files: list[str] = []
-    index = _collect(path.resolve(), reqs, files, constraint=False, stack=())
+    # Paths are recorded as the user gave them (relative stays relative), so the same inputs give the
+    # same plan in any checkout; identity for cycle detection uses the resolved path.
+    index = _collect(path, reqs, files, constraint=False, stack=())
     return Requirements(tuple(reqs), index, tuple(files))
 
 
 def _collect(path: Path, out: list[Requirement], files: list[str], constraint: bool, stack: tuple[Path, ...]) -> IndexOptions:
-    if path in stack:
+    if path.resolve() in stack:
         raise RequirementsError(f"includes itself through {' -> '.join(p.name for p in stack)}", path)
     if not path.is_file():
         raise RequirementsError("included requirements file not found", path)
@@ -110,9 +113,9 @@ def _collect(path: Path, out: list[Requirement], files: list[str], constraint: b
     for opt in parsed.options:
         o = opt.options
         for included in o.get("requirements", []):
-            index = index.merged(_collect(_relative(path, included), out, files, constraint, stack + (path,)))
+            index = index.merged(_collect(_include(path, included), out, files, constraint, stack + (path.resolve(),)))
         for included in o.get("constraints", []):
-            index = index.merged(_collect(_relative(path, included), out, files, True, stack + (path,)))
+            index = index.merged(_collect(_include(path, included), out, files, True, stack + (path.resolve(),)))
         index = index.merged(
             IndexOptions(
                 index_url=o.get("index_url"),
@@ -186,6 +189,12 @@ def redact_url(url: str) -> str:
     if "@" in host:
         host = "***@" + host.rsplit("@", 1)[1]
     return f"{scheme}://{host}{slash}{path}"
+
+
+def _include(including: Path, target: str) -> Path:
+    """An included file, relative to the including one (as pip does), kept relative when that was."""
+    p = Path(target).expanduser()
+    return p if p.is_absolute() else Path(os.path.normpath(including.parent / p))
 
 
 def _relative(including: Path, target: str) -> Path:

@@ -8,6 +8,7 @@ only the files its lock names, for its Python and platform.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -57,6 +58,7 @@ def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = 
         cmd += ["--extra-index-url", url]
     for link in plan.index.find_links:
         cmd += ["--find-links", link]
+    _drop_stale(cache, the_lock)
     missing = [n for n in the_lock.packages if not _cached(cache, n, the_lock.packages[n], the_lock.python)]
     if missing:
         progress(f"downloading {len(missing)} of {len(the_lock.packages)} wheels (cached in {cache})")
@@ -75,7 +77,42 @@ def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = 
     return Wheels(cache, files, sum(p.stat().st_size for p in files))
 
 
-def _cached(cache: Path, name: str, version: str, python: str) -> list[Path]:
+def _drop_stale(cache: Path, the_lock: Lock) -> None:
+    """Remove cached wheels of a locked name and version whose hash the lock does not allow.
+
+    A local rebuild keeps its file name but not its bytes; pip would refuse it, and smenv must not
+    ship it. Only files of packages this lock names are looked at.
+    """
+    for name, version in the_lock.packages.items():
+        allowed = set(the_lock.hashes.get(name, ()))
+        if not allowed:
+            continue
+        for p in _cached(cache, name, version, the_lock.python, first_only=False):
+            if _sha256(p) not in allowed:
+                p.unlink()
+
+
+def _sha256(path: Path) -> str:
+    """The file's sha256, remembered beside it (keyed by size and mtime): TensorFlow wheels are
+    hundreds of megabytes, and a rebuild should not hash them again."""
+    stat = path.stat()
+    key = f"{stat.st_size} {stat.st_mtime_ns}"
+    memo = path.with_name(path.name + ".sha256")
+    try:
+        saved_key, digest = memo.read_text().rsplit(" ", 1)
+        if saved_key == key:
+            return digest
+    except (OSError, ValueError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    memo.write_text(f"{key} {h.hexdigest()}")
+    return h.hexdigest()
+
+
+def _cached(cache: Path, name: str, version: str, python: str, first_only: bool = True) -> list[Path]:
     wanted = wheel_tags(python)
     out = []
     prefix = re.sub(r"[-_.]+", "_", name).lower()
@@ -88,7 +125,7 @@ def _cached(cache: Path, name: str, version: str, python: str) -> list[Path]:
             continue
         if canonicalize_name(wname) == name and wversion == Version(version) and tags & wanted:
             out.append(p)
-    return out[:1]
+    return out[:1] if first_only else out
 
 
 def _last_error(text: str) -> str:

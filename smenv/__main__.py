@@ -1,3 +1,3 @@
-from smenv.cli import app
+from smenv.entry import main
 
-app()
+main()

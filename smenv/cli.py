@@ -78,6 +78,10 @@ def _handled(as_json: bool):
     try:
         yield
     except SmenvError as exc:
+        # The contract is one line per error, but some messages quote a third-party error verbatim
+        # (pip-requirements-parser's "cannot parse" carries the line and a caret on their own lines,
+        # found by tests/test_fuzz.py): collapse any whitespace run so the CLI never prints more.
+        exc.message = " ".join(exc.message.split())
         console.print_error(exc, as_json)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
@@ -319,9 +323,5 @@ def _tags(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 
 
-def run() -> None:  # pragma: no cover - console-script shim for `python -m smenv`
-    app(prog_name="smenv")
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    app(prog_name="smenv")

@@ -23,8 +23,9 @@ demo: install
 	$(SMENV) base --python 3.11
 	$(SMENV) build $(EXAMPLE) -r $(EXAMPLE)/requirements.txt
 
-bench:
-	@echo "make bench: not yet: the benchmark lands with issue 5"
+# smenv against plain baselines measured in the same run (~25 min); `make bench BENCH_ARGS="--runs 5"`.
+bench: install
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist

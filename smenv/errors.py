@@ -16,6 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def first_line(exc: BaseException) -> str:
+    """A library exception's first line, for one-line messages (many span several)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
 class SmenvError(Exception):
     """Base class. `exit_code` is part of the CLI contract (see README, "Exit codes")."""
 

@@ -80,6 +80,12 @@ def generate(
         return Generated(facts, env_plan, None, None, None, None, (), _plan_json(facts, env_plan, None, None, (), code))
     progress("locking the environment")
     the_lock, notes = lock(env_plan, progress)
+    if not offline and _carries_credentials(env_plan.index.index_url, *env_plan.index.extra_index_urls):
+        # An online Dockerfile would name the index in a RUN line, and `docker build` keeps RUN lines in
+        # the image history: download on the host instead (tests/test_private_index.py).
+        offline = True
+        notes = [*notes, "the index URL carries credentials: the wheels are downloaded into the context "
+                 "(as with --offline) so that no credential reaches the Dockerfile or the image"]
     base, install_python = base_image_for(env_plan, the_lock.python)
     root = Path(facts.model_root)
     subpath = "" if root.is_dir() else root.name
@@ -205,20 +211,19 @@ def build(
 ) -> Built:
     import shutil
     import tempfile
+    from dataclasses import replace
 
     from smenv.docker.engine import Sandbox, connect
     from smenv.verify.runner import verify_image
 
     engine = engine or connect()  # fail fast, before minutes of locking and downloading
     sandbox = sandbox or Sandbox(gpu=options.gpu)
-    scratch = None
-    if context_dir is None:
-        scratch = Path(tempfile.mkdtemp(prefix="smenv-build-"))
-        context_dir = scratch / "context"
+    scratch = Path(tempfile.mkdtemp(prefix="smenv-build-"))  # the dependency context, and the runtime one by default
+    context_dir = context_dir or scratch / "context"
     try:
         if online:
             _refuse_credentials_online(requirements)
-        generated = generate(model, requirements, options, context_dir, code=code, offline=not online, progress=progress)
+        generated = generate(model, requirements, options, None, code=code, offline=not online, progress=progress)
         if online and generated.lock.direct:
             from smenv.errors import RequirementsError
 
@@ -227,22 +232,40 @@ def build(
                 "--online cannot fetch; build without --online (the host downloads them)",
                 requirements,
             )
-        _require_base_image(engine, generated)
+
+        base_id = _require_base_image(engine, generated)
         the_tag = tag or default_tag(generated.facts)
         log = log_file(the_tag)
-        deps_tag = f"smenv-deps:py{generated.lock.python}-{generated.lock.digest.split(':')[1][:12]}"
-        progress("building the dependency stage (cached after the first build)")
-        engine.build(generated.context, deps_tag, log, target="deps", progress=progress)
+        deps_tag = dependency_image_tag(generated, base_id, online)
+        if engine.image_exists(deps_tag):
+            progress(f"dependencies: {deps_tag} is already built")
+        else:
+            # The dependency stage, from the self-contained context (wheels included, unless --online).
+            wheel_files = None
+            if not online:
+                from smenv.env.wheels import download_wheels
+
+                wheel_files = download_wheels(generated.lock, generated.plan, progress=progress).files
+            full = _write(generated, scratch / "deps-context", code, generated.dockerfile, wheel_files)
+            progress(f"building the dependencies ({deps_tag})")
+            engine.build(full, deps_tag, log, target="deps", progress=progress)
+        # The runtime stage starts FROM that image: its context is the model and a few small files,
+        # so a rebuild sends kilobytes, not the wheels, to the engine.
+        runtime = render_dockerfile(
+            generated.facts, generated.plan, generated.lock, base_image=generated.base_image,
+            install_python=_install_python(generated), offline=not online, has_code=bool(code),
+            model_subpath="", deps_image=deps_tag,
+        )
+        context = _write(generated, context_dir, code, runtime, None)
         progress(f"building {the_tag}")
-        result = engine.build(generated.context, the_tag, log, progress=progress)
+        result = engine.build(context, the_tag, log, progress=progress)
         info = engine.image_info(the_tag)
         verdict = verify_image(engine, the_tag, sandbox, progress=progress) if verify else None
-        built = Built(generated, the_tag, result.image_id, info.size_bytes if info else 0, result.seconds, log, verdict)
+        built = Built(replace(generated, context=context), the_tag, result.image_id, info.size_bytes if info else 0,
+                      result.seconds, log, verdict)
         if fix and verdict and not verdict.ok and verdict.diagnosis and verdict.diagnosis.fix_packages:
             added = verdict.diagnosis.fix_packages
             progress(f"--fix: rebuilding with {', '.join(added)}")
-            from dataclasses import replace
-
             again = build(
                 model, requirements, replace(options, extra_packages=options.extra_packages + added),
                 tag=the_tag, code=code, online=online, sandbox=sandbox, verify=verify, fix=False,
@@ -251,16 +274,45 @@ def build(
             return replace(again, fixed=added)
         return built
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _require_base_image(engine, generated: Generated) -> None:
+def dependency_image_tag(generated: Generated, base_id: str, online: bool) -> str:
+    """The dependency stage's image, named by what decides its contents: lock, base image, smenv."""
+    import hashlib
+
+    key = f"{generated.lock.digest}|{base_id}|{smenv.__version__}|{'online' if online else 'offline'}"
+    return f"smenv-deps:py{generated.lock.python}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _write(generated: Generated, out: Path, code: tuple[Path, ...], dockerfile: str, wheel_files) -> Path:
+    root = Path(generated.facts.model_root)
+    return write_context(
+        out,
+        ContextFiles(
+            dockerfile=dockerfile,
+            lock_text=generated.lock.text,
+            plan_json=generated.plan_json,
+            model_root=root,
+            model_subpath="" if root.is_dir() else root.name,
+            code_paths=tuple(code),
+            wheel_files=wheel_files,
+        ),
+    )
+
+
+def _install_python(generated: Generated) -> bool:
+    return base_image_for(generated.plan, generated.lock.python)[1]
+
+
+def _require_base_image(engine, generated: Generated) -> str:
+    """The base image's id; a clear error when the engine lacks it (nothing is ever pulled)."""
     from smenv.docker.base_image import DEBIAN_FOR_PYTHON
     from smenv.errors import BaseImageError
 
     base = generated.base_image
-    if base and not engine.image_exists(base):
+    info = engine.image_info(base) if base else None
+    if info is None:
         python = generated.lock.python
         how = (
             f"build it from Debian packages with `smenv base --python {python}`"
@@ -268,6 +320,7 @@ def _require_base_image(engine, generated: Generated) -> None:
             else "pull or load it, or pass --base-image with an image the engine has"
         )
         raise BaseImageError(f"base image {base} is not on the Docker engine (nothing is pulled); {how}")
+    return info.id
 
 
 def _refuse_credentials_online(requirements: Path | None) -> None:
@@ -276,10 +329,14 @@ def _refuse_credentials_online(requirements: Path | None) -> None:
     if requirements is None:
         return
     index = parse_requirements(requirements).index
-    for url in (index.index_url, *index.extra_index_urls):
-        if url and "@" in url.split("//", 1)[-1].split("/", 1)[0]:
-            raise RequirementsError(
-                "an index URL carries credentials; --online would bake them into a layer. "
-                "Build without --online: the host downloads the wheels and no credential reaches the image",
-                requirements,
-            )
+    if _carries_credentials(index.index_url, *index.extra_index_urls):
+        raise RequirementsError(
+            "an index URL carries credentials; --online would bake them into a layer. "
+            "Build without --online: the host downloads the wheels and no credential reaches the image",
+            requirements,
+        )
+
+
+def _carries_credentials(*urls: str | None) -> bool:
+    """True when a URL has user info (user:password@host): it must never reach a Dockerfile."""
+    return any(url and "@" in url.split("//", 1)[-1].split("/", 1)[0] for url in urls)

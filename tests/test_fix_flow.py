@@ -23,7 +23,7 @@ class FakeEngine:
         self.builds: list[tuple[str, str | None, str]] = []
 
     def image_exists(self, ref):
-        return True
+        return not ref.startswith("smenv-deps:")  # the base image is there; dependencies get built
 
     def image_info(self, ref):
         return ImageInfo(id="sha256:" + "0" * 64, tags=(ref,), size_bytes=1, labels={}, created="")

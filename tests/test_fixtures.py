@@ -96,6 +96,13 @@ def test_lambda_is_reported_and_never_executed(tmp_path):
     assert any(o["kind"] == "lambda" for o in data["custom_objects"])
     assert any("bytecode" in n for n in data["notes"])
     assert not marker.exists()
+    # Resolving an environment for it reads the same config: still nothing runs on the host.
+    proc = subprocess.run(
+        [sys.executable, "-m", "smenv", "generate", str(MODELS / "tf218-keras3-lambda.keras"), "--dry-run", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
 
 
 def test_inspect_never_imports_tensorflow():

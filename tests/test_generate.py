@@ -22,6 +22,12 @@ from smenv.errors import SmenvError
 from smenv.render.context import ContextError
 
 GOLDEN = REPO / "tests" / "golden"
+
+
+@pytest.fixture(autouse=True)
+def resolve_for_real(monkeypatch):
+    """These tests check what uv resolves, so they never take a lock from smenv's cache."""
+    monkeypatch.setenv("SMENV_NO_LOCK_CACHE", "1")
 UPDATE = os.environ.get("SMENV_UPDATE_GOLDEN") == "1"
 M = "tests/fixtures/models"
 
@@ -82,14 +88,14 @@ def test_same_inputs_give_byte_identical_contexts(tmp_path):
     run_generate("companion-added", tmp_path, tmp_path / "b")
     cmp = filecmp.dircmp(tmp_path / "a", tmp_path / "b")
     assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
-    for sub in ("model", "model/variables"):
+    for sub in ("payload", "payload/model", "payload/model/variables"):
         assert not filecmp.dircmp(tmp_path / "a" / sub, tmp_path / "b" / sub).diff_files
 
 
 def test_context_is_self_contained(tmp_path):
     run_generate("cpu-tf215-savedmodel", tmp_path, tmp_path / "ctx")
     names = sorted(p.relative_to(tmp_path / "ctx").as_posix() for p in (tmp_path / "ctx").rglob("*") if p.is_file())
-    assert {"Dockerfile", "requirements.lock", "smenv.json", "verify.py", "model/saved_model.pb"} <= set(names)
+    assert {"Dockerfile", "requirements.lock", "smenv.json", "verify.py", "payload/smenv.json", "payload/model/saved_model.pb"} <= set(names)
     plan = json.loads((tmp_path / "ctx" / "smenv.json").read_text())
     assert plan["environment"]["tensorflow_version"] == "2.15.1"
     assert all(d["reason"] for d in plan["environment"]["decisions"])
@@ -189,3 +195,18 @@ def test_a_local_wheel_is_locked_by_hash_and_shipped_in_the_context(tmp_path):
     assert (tmp_path / "ctx" / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
     assert result.lock.direct == ("smenv-local-probe",)
     assert "--no-index" in (tmp_path / "ctx" / "Dockerfile").read_text()
+
+
+def test_locks_are_cached_by_their_inputs(tmp_path, monkeypatch):
+    from smenv.env.lock import lock
+
+    monkeypatch.delenv("SMENV_NO_LOCK_CACHE")
+    facts, env_plan = pipeline.plan(pipeline.ModelInput(REPO / M / "tf215-savedmodel"), None, ResolveOptions())
+    said: list[str] = []
+    first, _ = lock(env_plan, said.append, cache=tmp_path)
+    second, _ = lock(env_plan, said.append, cache=tmp_path)
+    assert first == second and any("reused from the cache" in m for m in said)
+    other = pipeline.plan(pipeline.ModelInput(REPO / M / "tf215-savedmodel"), None, ResolveOptions(as_of="2024-06-01"))[1]
+    said.clear()
+    lock(other, said.append, cache=tmp_path)
+    assert not any("reused" in m for m in said)  # another cut-off date is another lock

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,11 +248,14 @@ class Engine:
         """
         import time
 
-        before = self._dangling_ids()
+        before = self._image_ids()
         started = time.monotonic()
         tail: list[str] = []
         image_id = None
         step, steps, cached = "", 0, 0
+        own: list[str] = []  # short ids of the step images this build reported (" ---> 0123456789ab")
+        step_is_from = False
+        stream = None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(log_path, "a", encoding="utf-8") as log, self._calls(f"docker build {context}"):
@@ -279,32 +283,71 @@ class Engine:
                             continue
                         tail.append(line)
                         del tail[:-40]
+                        if _STEP_IMAGE.match(line) and not step_is_from:  # a FROM's image is the base, not ours
+                            own.append(_STEP_IMAGE.match(line).group(1))
                         if line.startswith("Step "):
+                            step_is_from = " : FROM " in line.upper()
                             step, steps = line.split(" : ")[0], steps + 1
                             progress(f"{step}: {line.split(' : ', 1)[-1][:70]}")
                         elif "Using cache" in line:
                             cached += 1
         except BaseException:
-            self._remove_new_dangling(before)  # failure or Ctrl-C: leave nothing behind
+            # Failure or Ctrl-C: leave nothing behind. On Ctrl-C the engine is still running the step:
+            # hang up first (the classic builder cancels the build when its client goes away, killing
+            # and removing the step's container), else the step's image is "in use" and cannot be
+            # removed, and intermediate images were left behind (found by tests/test_faults.py).
+            _hang_up(stream)
+            self._remove_build_images(before, own)
             raise
         info = self.image_info(tag)
         if info is None:
             raise BuildFailed(f"docker build reported success but no image {tag} exists (full log: {log_path})", str(log_path))
         return BuildResult(info.id, tag, round(time.monotonic() - started, 2), steps, cached)
 
-    def _dangling_ids(self) -> set[str]:
-        with self._calls("docker images --filter dangling=true"):
-            return {i["Id"] for i in self.client.api.images(filters={"dangling": True})}
+    def _image_ids(self) -> set[str]:
+        with self._calls("docker images --all"):
+            return {i["Id"] for i in self.client.api.images(all=True)}
 
-    def _remove_new_dangling(self, before: set[str]) -> None:
-        try:
-            for image_id in self._dangling_ids() - before:
+    def _remove_build_images(self, before: set[str], own: list[str], wait_s: float = 60.0) -> None:
+        """Remove the untagged images this build made; retry while a cancelled step still holds one.
+
+        Only images this build reported, or their descendants (a step committed after the last line read),
+        are candidates: removing every new dangling image, as before, could take another build's
+        in-progress steps on a shared engine.
+        """
+        import time
+
+        deadline = time.monotonic() + wait_s
+        shorts = set(own)
+        while True:
+            try:
+                images = self.client.api.images(all=True)
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                return
+            parent = {i["Id"]: i.get("ParentId") or "" for i in images}
+            untagged = {i["Id"] for i in images if not [t for t in i.get("RepoTags") or () if t != "<none>:<none>"]}
+
+            def ours(image_id: str) -> bool:
+                for _ in range(500):  # a chain of steps, not a cycle
+                    if not image_id or (image_id in before and image_id[7:19] not in shorts):
+                        return False
+                    if image_id[7:19] in shorts:
+                        return True
+                    image_id = parent.get(image_id, "")
+                return False
+
+            leftovers = {i for i in untagged - before if ours(i)}
+            if not leftovers:
+                return
+            children = {parent[i] for i in parent}
+            for image_id in sorted(leftovers, key=lambda i: i in children):  # leaves first: they prune their parents
                 try:
                     self.client.api.remove_image(image_id, force=True)
                 except docker.errors.APIError:
-                    pass  # still a parent of something else: not ours to force
-        except DockerError:
-            pass
+                    pass  # gone already, or still used by the cancelled step's container: retried below
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.5)
 
     def read_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes:
         """One file from an image, read from a created (never started) container."""
@@ -493,3 +536,18 @@ def _import_result(answer: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+_STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")  # the classic builder's line naming a step's image
+
+
+def _hang_up(stream) -> None:
+    """Close a build's HTTP response so the engine cancels the build (the SDK returns only a generator)."""
+    response = getattr(getattr(stream, "gi_frame", None), "f_locals", {}).get("response")
+    try:
+        if response is not None:
+            response.close()
+        if stream is not None:
+            stream.close()
+    except Exception:
+        pass

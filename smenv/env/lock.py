@@ -35,10 +35,17 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # uv's explanation when the only versions before the cut-off are source distributions.
 _NO_WHEELS = re.compile(r"Wheels are required for `([^`]+)`|([A-Za-z0-9][A-Za-z0-9._-]*)[^ ]* has no usable wheels")
 MAX_WHEEL_RETRIES = 12
+# uv's warning when an index serves a file without an upload time (no PEP 700: pypiserver, devpi, plain
+# --find-links pages): under --exclude-newer every such file is dropped, so nothing from that index resolves.
+_NO_UPLOAD_TIME = re.compile(r"is missing an upload date")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 # A direct reference (a local wheel file or a wheel URL from requirements.txt).
 _DIRECT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])? @ (\S+)")
+
+
+class _NoUploadTimes(LockError):
+    """The index records no upload times, so an as-of cut-off cannot be applied to it."""
 
 
 
@@ -96,8 +103,66 @@ def uv_binary() -> str:
     return find_uv_bin()
 
 
-def lock(plan: EnvironmentPlan, progress=lambda msg: None) -> tuple[Lock, list[str]]:
-    """Lock for the first Python candidate that resolves; returns the lock and notes on skipped Pythons."""
+def lock(plan: EnvironmentPlan, progress=lambda msg: None, cache: Path | None = None) -> tuple[Lock, list[str]]:
+    """Lock for the first Python candidate that resolves; returns the lock and notes on skipped Pythons.
+
+    Locks are cached by everything that decides them (the plan's packages, constraints, cut-off date
+    and index, and the uv and smenv versions): a rebuild of a changed model with the same environment
+    does not resolve again. SMENV_NO_LOCK_CACHE=1 resolves anew.
+    """
+    cache = cache or _cache_dir()
+    key = _cache_key(plan)
+    cached = cache / f"{key}.json"
+    if os.environ.get("SMENV_NO_LOCK_CACHE") != "1" and cached.is_file():
+        try:
+            data = json.loads(cached.read_text())
+            progress(f"lock reused from the cache ({cached.name[:16]})")
+            return Lock.from_text(data["text"], data["python"]), list(data["notes"])
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged entry: resolve again and overwrite it
+    the_lock, notes = _lock_any_python(plan, progress)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"text": the_lock.download_text, "python": the_lock.python, "notes": notes}))
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    return the_lock, notes
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "smenv" / "locks"
+
+
+def _cache_key(plan: EnvironmentPlan) -> str:
+    from smenv import __version__
+
+    inputs = {
+        "packages": [p.requirement for p in plan.packages],
+        "constraints": list(plan.constraints),
+        "excludes": list(plan.excludes),
+        "exempt": list(plan.cutoff_exempt),
+        "as_of": plan.as_of,
+        "python": list(plan.python_candidates),
+        "forced": plan.python_forced,
+        "tf": [plan.tensorflow_version, plan.tensorflow_package],
+        "index": [plan.index.index_url, list(plan.index.extra_index_urls), list(plan.index.find_links), plan.index.no_index],
+        "uv": _uv_version(),
+        "smenv": __version__,
+        "platform": UV_PLATFORM,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _uv_version() -> str:
+    from importlib.metadata import version
+
+    return version("uv")
+
+
+def _lock_any_python(plan: EnvironmentPlan, progress) -> tuple[Lock, list[str]]:
     notes: list[str] = []
     last_error: LockError | None = None
     for python in plan.python_candidates:
@@ -122,38 +187,62 @@ def _lock_with_wheels(plan: EnvironmentPlan, python: str) -> tuple[Lock, list[st
     only later (absl-py, wrapt, termcolor), so those few take their newest wheel instead.
     """
     lifted: dict[str, str] = {}  # package -> its own cut-off
+    cutoff = True
     for _ in range(MAX_WHEEL_RETRIES):
         try:
-            return _lock_for(plan, python, tuple(lifted.items())), [
-                f"{name} had no wheel for Python {python} by {plan.as_of[:10]}: "
-                + (f"its first wheel release (cut-off {when[:10]}) is used" if when != NO_CUTOFF else "its newest wheel is used")
-                for name, when in lifted.items()
-            ]
+            the_lock = _lock_for(plan, python, tuple(lifted.items()), cutoff)
+        except _NoUploadTimes:
+            # A private index without PEP 700 upload times made every lock fail (exit 8, "no version of
+            # tensorflow==..."), found by tests/test_private_index.py with pypiserver: lock without the
+            # date instead, and say so, rather than refusing every such index.
+            cutoff, lifted = False, {}
+            continue
         except LockError as exc:
             new = [n for n in exc.wheel_less if n not in lifted]
-            if not new:
+            if not new or not cutoff:
                 raise
             for name in new:
                 lifted[name] = first_wheel_cutoff(name, python, plan.as_of, plan.index.index_url) or NO_CUTOFF
+            continue
+        notes = [
+            f"{name} had no wheel for Python {python} by {plan.as_of[:10]}: "
+            + (f"its first wheel release (cut-off {when[:10]}) is used" if when != NO_CUTOFF else "its newest wheel is used")
+            for name, when in lifted.items()
+        ]
+        if not cutoff:
+            notes.insert(0, _no_cutoff_note(plan))
+        return the_lock, notes
     raise LockError(f"too many packages without wheels before {plan.as_of[:10]}: {', '.join(lifted)}; pass a later --as-of")
 
 
-def _lock_for(plan: EnvironmentPlan, python: str, lifted: tuple[str, ...] = ()) -> Lock:
+def _no_cutoff_note(plan: EnvironmentPlan) -> str:
+    from smenv.env.requirements import redact_url
+
+    urls = [plan.index.index_url, *plan.index.extra_index_urls] if plan.index.index_url or plan.index.extra_index_urls else []
+    where = ", ".join(redact_url(u) for u in urls if u) or "the package index"
+    return (
+        f"{where} records no upload times (PEP 700), so the as-of date {plan.as_of[:10]} could not be applied: "
+        "packages are limited only by the model's and the requirements' pins; pin more in requirements.txt "
+        "to keep newer releases out"
+    )
+
+
+def _lock_for(plan: EnvironmentPlan, python: str, lifted: tuple[str, ...] = (), cutoff: bool = True) -> Lock:
     with tempfile.TemporaryDirectory(prefix="smenv-lock-") as tmp:
         work = Path(tmp)
         requirements = [p.requirement for p in plan.packages]
         if plan.excludes:  # the CPU swap: check with `tensorflow` first
             check = [_full_tensorflow(r, plan) for r in requirements]
-            checked = _compile(plan, python, work, "check", check, list(plan.constraints), (), lifted)
+            checked = _compile(plan, python, work, "check", check, list(plan.constraints), (), lifted, cutoff)
             pins = [f"{name}=={version}" for name, version in sorted(checked.packages.items()) if name not in plan.excludes]
-            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints) + pins, plan.excludes, lifted)
+            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints) + pins, plan.excludes, lifted, cutoff)
         else:
-            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints), (), lifted)
+            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints), (), lifted, cutoff)
     header = (
         "# requirements.lock written by smenv: every package pinned and hashed.\n"
         f"# TensorFlow {plan.tensorflow_version} ({plan.tensorflow_package}), Python {python}, {UV_PLATFORM}, "
-        f"packages as of {plan.as_of}.\n"
-        "# Install with: pip install --require-hashes --no-deps -r requirements.lock\n"
+        + (f"packages as of {plan.as_of}.\n" if cutoff else "packages not limited by date (the index records no upload times).\n")
+        + "# Install with: pip install --require-hashes --no-deps -r requirements.lock\n"
     )
     return Lock.from_text(header + body.download_text, python)
 
@@ -163,7 +252,7 @@ def _full_tensorflow(requirement: str, plan: EnvironmentPlan) -> str:
     return "tensorflow==" + requirement[len(prefix):] if requirement.startswith(prefix) else requirement
 
 
-def _compile(plan, python, work: Path, name: str, requirements, constraints, excludes, lifted=()) -> Lock:
+def _compile(plan, python, work: Path, name: str, requirements, constraints, excludes, lifted=(), cutoff=True) -> Lock:
     # Relative names, run from `work`: uv's "# via" annotations quote them, and the lock must not
     # carry a temporary path (the same inputs must give the same bytes).
     work = work / name
@@ -177,13 +266,14 @@ def _compile(plan, python, work: Path, name: str, requirements, constraints, exc
         "--generate-hashes",
         "--only-binary", ":all:",  # never build (= run) a source distribution on the host
         "--no-header",
-        "--exclude-newer", plan.as_of,
         "--output-file", "requirements.txt",
-        "--quiet",
+        # Not --quiet: it also silences uv's warning that an index has no upload times (_NO_UPLOAD_TIME).
     ]
-    cutoffs = {package: NO_CUTOFF for package in plan.cutoff_exempt} | dict(lifted)
-    for package, when in sorted(cutoffs.items()):
-        cmd += ["--exclude-newer-package", f"{package}={when}"]
+    if cutoff:
+        cmd += ["--exclude-newer", plan.as_of]
+        cutoffs = {package: NO_CUTOFF for package in plan.cutoff_exempt} | dict(lifted)
+        for package, when in sorted(cutoffs.items()):
+            cmd += ["--exclude-newer-package", f"{package}={when}"]
     if constraints:
         (work / "constraints.txt").write_text("\n".join(constraints) + "\n")
         cmd += ["--constraints", "constraints.txt"]
@@ -194,13 +284,19 @@ def _compile(plan, python, work: Path, name: str, requirements, constraints, exc
     if index.no_index:
         cmd.append("--no-index")
     if index.index_url:
-        cmd += ["--index-url", index.index_url]
+        # --default-index, not its legacy alias --index-url: uv lets a UV_DEFAULT_INDEX in the environment
+        # win over --index-url, so the requirements' own index was silently replaced (found by
+        # tests/test_private_index.py); on the command line --default-index wins over both variables.
+        cmd += ["--default-index", index.index_url]
     for url in index.extra_index_urls:
         cmd += ["--extra-index-url", url]
     for link in index.find_links:
         cmd += ["--find-links", link]
     env = dict(os.environ, NO_COLOR="1", UV_NO_PROGRESS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=work)
+    if cutoff and _NO_UPLOAD_TIME.search(proc.stderr):
+        # Whether or not uv found a solution: without upload times it dropped that index's files.
+        raise _NoUploadTimes(_explain(proc.stderr, python))
     if proc.returncode != 0:
         wheel_less = tuple(dict.fromkeys(a or b for a, b in _NO_WHEELS.findall(proc.stderr)))
         raise LockError(_explain(proc.stderr, python), wheel_less)
@@ -244,6 +340,6 @@ def first_wheel_cutoff(name: str, python: str, after: str, index_url: str | None
 def _explain(stderr: str, python: str) -> str:
     """uv's resolver explanation, trimmed to the lines that name the packages in conflict."""
     lines = [_ANSI.sub("", l).strip(" ╰─▶×│") .strip() for l in stderr.splitlines()]
-    lines = [l for l in lines if l and not l.startswith(("hint:", "help:"))]
+    lines = [l for l in lines if l and not l.startswith(("hint:", "help:", "warning:", "Resolved "))]
     text = " ".join(lines[:8]) or "uv failed without a message"
     return f"no set of packages satisfies the environment for Python {python}: {text}"

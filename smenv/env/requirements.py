@@ -16,7 +16,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from pip_requirements_parser import RequirementsFile
 
-from smenv.errors import RequirementsError
+from smenv.errors import RequirementsError, first_line
 
 
 
@@ -106,9 +106,12 @@ def _collect(path: Path, out: list[Requirement], files: list[str], constraint: b
     try:
         parsed = RequirementsFile.from_file(str(path), include_nested=False)
     except Exception as exc:  # the parser raises plain exceptions on malformed text
-        raise RequirementsError(f"cannot parse: {exc}", path) from None
+        raise RequirementsError(f"cannot parse: {first_line(exc)}", path) from None
     for bad in parsed.invalid_lines:
-        raise RequirementsError(f"line {bad.line_number}: cannot parse {bad.line.strip()!r} ({bad.error_message})", path)
+        # The parser's message repeats the line with a caret under it: keep its first line only.
+        reason = (bad.error_message or "").strip().splitlines()[0] if (bad.error_message or "").strip() else "invalid"
+        reason = reason.replace(": :", ":").rstrip(": ")
+        raise RequirementsError(f"line {bad.line_number}: cannot parse {bad.line.strip()!r} ({reason})", path)
     index = IndexOptions()
     for opt in parsed.options:
         o = opt.options
@@ -130,7 +133,8 @@ def _collect(path: Path, out: list[Requirement], files: list[str], constraint: b
 
 
 def _requirement(req, path: Path, constraint: bool) -> Requirement:
-    line = req.dumps().split("\\\n")[0].strip()
+    # The line as written: dumps() re-renders it and raises on PEP 440 `===` arbitrary versions (test_fuzz.py).
+    line = " ".join((req.line or req.name or "").split())
     if req.is_editable:
         raise RequirementsError(
             f"line {req.line_number}: editable requirement {line!r} cannot be locked into an image; "

@@ -232,7 +232,8 @@ def _tensorflow_package(release: Release, python: tuple[str, ...], gpu: bool, b:
         b.decide("device", f"gpu ({package})", detail)
         return package
     if all(p in release.cpu_wheel_python for p in python[:1]):
-        b.decide("device", "cpu (tensorflow-cpu)", "the CPU-only wheel is less than half the size of the full one (2.15.1, Python 3.11: 197 vs 453 MiB)")
+        b.decide("device", "cpu (tensorflow-cpu)", "no GPU asked for, and the CPU-only wheel is far smaller than the full one "
+                 "(for example 197 vs 453 MiB for TensorFlow 2.15.1 on Python 3.11)")
         return "tensorflow-cpu"
     b.decide("device", "cpu (tensorflow)", f"no tensorflow-cpu wheel exists for {release.version} on Python {python[0]}")
     return "tensorflow"

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from smenv.errors import InvalidModel
+from smenv.errors import InvalidModel, first_line
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MAX_ATTR_BYTES = 64 << 20
@@ -39,13 +39,17 @@ def read_h5(path: Path) -> H5Model:
             config_text = _attr_text(attrs, "model_config", path)
             compiled = "training_config" in attrs
             has_layer_names = "layer_names" in attrs
-    except OSError as exc:
-        raise InvalidModel(f"not a readable HDF5 file ({_first_line(exc)})", path) from None
+    # h5py raises RuntimeError (damaged B-tree, heap or attribute messages) and KeyError (unreadable
+    # object header) on corrupt files, besides OSError (found by tests/test_fuzz.py).
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise InvalidModel(f"not a readable HDF5 file ({first_line(exc)})", path) from None
     if config_text is not None:
         try:
             config = json.loads(config_text)
         except json.JSONDecodeError:
             raise InvalidModel("the model_config attribute is not valid JSON", path) from None
+        except RecursionError:
+            raise InvalidModel("the model_config attribute is nested too deeply to be a model config", path) from None
         if not isinstance(config, dict):
             raise InvalidModel("the model_config attribute is not a JSON object", path)
         return H5Model(version, backend, config, compiled, "full-model")
@@ -72,7 +76,3 @@ def _attr_text(attrs, name: str, path: Path) -> str | None:
             raise InvalidModel(f"attribute {name} is larger than {MAX_ATTR_BYTES >> 20} MiB", path)
         return value.decode("utf-8", errors="replace")
     return value if isinstance(value, str) else None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

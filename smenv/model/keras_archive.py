@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from smenv.errors import InvalidModel, UnsafeModel
+from smenv.errors import InvalidModel, UnsafeModel, first_line
 
 MAX_JSON_BYTES = 64 << 20  # a model config is kilobytes to a few megabytes
 # An archive declaring more than this, at a compression ratio above MAX_RATIO, is a zip bomb:
@@ -45,8 +45,12 @@ def read_keras_archive(path: Path) -> KerasArchive:
             if "config.json" not in names:
                 raise InvalidModel("not a Keras model archive: config.json is missing", path)
             config = _read_json(zf, "config.json", path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        raise InvalidModel(f"damaged .keras archive ({exc})", path) from None
+    # OSError: member offsets that point before the file (a truncated head still passes is_zipfile);
+    # RuntimeError: an encrypted member; UnicodeDecodeError: a local header flagged UTF-8 whose name is not.
+    # All found by tests/test_fuzz.py.
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, OSError, RuntimeError,
+            UnicodeDecodeError) as exc:
+        raise InvalidModel(f"damaged .keras archive ({first_line(exc)})", path) from None
     return KerasArchive(
         keras_version=metadata.get("keras_version") if isinstance(metadata.get("keras_version"), str) else None,
         saved_at=_iso_date(metadata.get("date_saved")),
@@ -80,6 +84,8 @@ def _read_json(zf: zipfile.ZipFile, member: str, path: Path) -> dict:
         value = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidModel(f"{member} in the archive is not valid JSON", path) from None
+    except RecursionError:  # nesting deeper than the parser's stack (tests/test_fuzz.py)
+        raise InvalidModel(f"{member} in the archive is nested too deeply to be a model config", path) from None
     if not isinstance(value, dict):
         raise InvalidModel(f"{member} in the archive is not a JSON object", path)
     return value

@@ -267,4 +267,6 @@ def _json(value, path: Path | None) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError:
         raise InvalidModel("Keras metadata is not valid JSON", path) from None
+    except RecursionError:
+        raise InvalidModel("Keras metadata is nested too deeply to be a model config", path) from None
     return data if isinstance(data, dict) else {}

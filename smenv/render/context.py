@@ -35,18 +35,31 @@ class ContextFiles:
 
 def write_context(out: Path, files: ContextFiles, replace: bool = True) -> Path:
     out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ContextError("exists and is not a directory; choose another --output", out)
     if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
         raise ContextError("exists and is not an smenv build context; choose another --output", out)
     if out.exists() and not replace:
         raise ContextError("exists; pass --force to replace it", out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a directory should be, no permission, read-only filesystem
+        blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker else (exc.strerror or str(exc))
+        raise ContextError(f"cannot create its parent directory ({why})", out) from None
     with _staging(out) as tmp:
         _write_text(tmp / "Dockerfile", files.dockerfile)
         _write_text(tmp / "requirements.lock", files.lock_text)
-        _write_text(tmp / MARKER, json.dumps(files.plan_json, indent=2, sort_keys=True) + "\n")
+        plan_text = json.dumps(files.plan_json, indent=2, sort_keys=True) + "\n"
+        _write_text(tmp / MARKER, plan_text)
+        # payload/ is what changes with the model, copied into the image in one step (/opt/smenv/).
+        payload = tmp / "payload"
+        payload.mkdir()
+        os.chmod(payload, 0o755)
+        _write_text(payload / MARKER, plan_text)
         _write_text(tmp / "verify.py", resources.files("smenv.runtime").joinpath("verify.py").read_text(encoding="utf-8"))
         _write_text(tmp / ".dockerignore", "# written by smenv: send everything in this context\n")
-        model_dest = tmp / "model"
+        model_dest = payload / "model"
         if files.model_root.is_dir():
             _copy_tree(files.model_root, model_dest)
         else:

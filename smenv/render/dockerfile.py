@@ -51,7 +51,8 @@ def base_image_for(plan: EnvironmentPlan, python: str) -> tuple[str, bool]:
 
 
 def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, base_image: str, install_python: bool,
-                      offline: bool, has_code: bool, model_subpath: str) -> str:
+                      offline: bool, has_code: bool, model_subpath: str, deps_image: str | None = None) -> str:
+    """The Dockerfile. With `deps_image`, stage 1 is that already-built image instead of the install."""
     index_options = []
     if not offline:
         if plan.index.index_url:
@@ -70,6 +71,7 @@ def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, b
         base_image=base_image,
         install_python=install_python,
         offline=offline,
+        deps_image=deps_image,
         index_options=index_options,
         env=list(plan.env),
         uid=UID,

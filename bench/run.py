@@ -7,7 +7,8 @@
 3. image size: smenv image vs the baseline image vs the floor (base image + locked packages)
 4. verification latency: container start, TensorFlow import, model load, first call
 
-Writes bench/results/latest.json and latest.md and prints the table. Removes the containers and the
+Writes bench/results/latest.json and latest.md, prints the table and, after a run of every section,
+puts the summary table into the README (between its `bench:` markers). Removes the containers and the
 baseline images it made; keeps smenv's image (smenv-bench/half_plus_two:smenv) and the base image.
 """
 
@@ -62,7 +63,24 @@ def main() -> int:
     (RESULTS / "latest.md").write_text(text + "\n")
     print(text)
     print(f"\n(total {results['total_seconds'] / 60:.1f} min; written to {RESULTS}/latest.json and latest.md)")
+    if sections == {1, 2, 3, 4}:  # a partial run would put a partial table in the README
+        update_readme(text)
     return 0
+
+
+README_START = "<!-- bench: start (make bench writes this table; see bench/results/latest.md) -->"
+README_END = "<!-- bench: end -->"
+
+
+def update_readme(report_text: str, readme: Path = REPO / "README.md") -> None:
+    """Replace the README's benchmark table with this run's header line and summary table."""
+    summary = report_text.split("\nNotes:", 1)[0].strip()
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        print(f"README.md has no {README_START!r} ... {README_END!r} markers: not updated", file=sys.stderr)
+        return
+    readme.write_text(text[: start + len(README_START)] + "\n" + summary + "\n" + text[end:])
 
 
 def docker_sections(args, sections: set[int], results: dict, log) -> None:

@@ -91,7 +91,7 @@ def generate(
     subpath = "" if root.is_dir() else root.name
     dockerfile = render_dockerfile(
         facts, env_plan, the_lock, base_image=base, install_python=install_python, offline=offline,
-        has_code=bool(code), model_subpath=subpath,
+        has_code=bool(code),
     )
     data = _plan_json(facts, env_plan, the_lock, base, tuple(notes), code)
     if out is None:
@@ -254,7 +254,7 @@ def build(
         runtime = render_dockerfile(
             generated.facts, generated.plan, generated.lock, base_image=generated.base_image,
             install_python=_install_python(generated), offline=not online, has_code=bool(code),
-            model_subpath="", deps_image=deps_tag,
+            deps_image=deps_tag,
         )
         context = _write(generated, context_dir, code, runtime, None)
         progress(f"building {the_tag}")

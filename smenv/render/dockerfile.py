@@ -51,7 +51,7 @@ def base_image_for(plan: EnvironmentPlan, python: str) -> tuple[str, bool]:
 
 
 def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, base_image: str, install_python: bool,
-                      offline: bool, has_code: bool, model_subpath: str, deps_image: str | None = None) -> str:
+                      offline: bool, has_code: bool, deps_image: str | None = None) -> str:
     """The Dockerfile. With `deps_image`, stage 1 is that already-built image instead of the install."""
     index_options = []
     if not offline:

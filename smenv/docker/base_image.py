@@ -37,6 +37,7 @@ from smenv.errors import (
     NeedsRoot,
     UnsupportedPython,
 )
+from smenv.user_dirs import cache_dir
 
 # The Python each Debian release ships as python3 (bookworm: 3.11.2, trixie: 3.13.5, bullseye: 3.9.2).
 DEBIAN_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
@@ -124,8 +125,7 @@ def default_base_image(python: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "smenv" / "base"
+    return cache_dir("base")
 
 
 def host_mirror(apt_dir: str | Path = "/etc/apt") -> str:

@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.target import UV_PLATFORM, wheel_tags
 from smenv.errors import LockError
+from smenv.user_dirs import cache_dir
 
 # Exempt packages are pinned on purpose; their cut-off is lifted by giving them a far date.
 NO_CUTOFF = "2999-12-31T00:00:00Z"
@@ -110,7 +111,7 @@ def lock(plan: EnvironmentPlan, progress=lambda msg: None, cache: Path | None = 
     and index, and the uv and smenv versions): a rebuild of a changed model with the same environment
     does not resolve again. SMENV_NO_LOCK_CACHE=1 resolves anew.
     """
-    cache = cache or _cache_dir()
+    cache = cache or cache_dir("locks")
     key = _cache_key(plan)
     cached = cache / f"{key}.json"
     if os.environ.get("SMENV_NO_LOCK_CACHE") != "1" and cached.is_file():
@@ -129,11 +130,6 @@ def lock(plan: EnvironmentPlan, progress=lambda msg: None, cache: Path | None = 
     except OSError:
         pass  # a cache that cannot be written only costs time
     return the_lock, notes
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "smenv" / "locks"
 
 
 def _cache_key(plan: EnvironmentPlan) -> str:

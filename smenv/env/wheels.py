@@ -9,7 +9,6 @@ only the files its lock names, for its Python and platform.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from smenv.env.lock import Lock
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.target import PIP_PLATFORMS, wheel_tags
 from smenv.errors import DownloadError
+from smenv.user_dirs import cache_dir
 
 
 
@@ -36,8 +36,7 @@ class Wheels:
 
 
 def default_cache() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "smenv" / "wheels"
+    return cache_dir("wheels")
 
 
 def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = None,

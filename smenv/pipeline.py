@@ -7,7 +7,7 @@ options and displays what comes back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,33 +87,21 @@ def generate(
         notes = [*notes, "the index URL carries credentials: the wheels are downloaded into the context "
                  "(as with --offline) so that no credential reaches the Dockerfile or the image"]
     base, install_python = base_image_for(env_plan, the_lock.python)
-    root = Path(facts.model_root)
-    subpath = "" if root.is_dir() else root.name
     dockerfile = render_dockerfile(
         facts, env_plan, the_lock, base_image=base, install_python=install_python, offline=offline,
         has_code=bool(code),
     )
     data = _plan_json(facts, env_plan, the_lock, base, tuple(notes), code)
+    generated = Generated(facts, env_plan, the_lock, base, dockerfile, None, tuple(notes), data)
     if out is None:
-        return Generated(facts, env_plan, the_lock, base, dockerfile, None, tuple(notes), data)
+        return generated
     if offline and wheel_files is None:
         from smenv.env.wheels import download_wheels
 
         wheel_files = download_wheels(the_lock, env_plan, progress=progress).files
     progress(f"writing the build context to {out}")
-    written = write_context(
-        out,
-        ContextFiles(
-            dockerfile=dockerfile,
-            lock_text=the_lock.text,
-            plan_json=data,
-            model_root=root,
-            model_subpath=subpath,
-            code_paths=tuple(code),
-            wheel_files=wheel_files if offline else None,
-        ),
-    )
-    return Generated(facts, env_plan, the_lock, base, dockerfile, written, tuple(notes), data)
+    written = _write(generated, out, code, dockerfile, wheel_files if offline else None)
+    return replace(generated, context=written)
 
 
 def companion_imports(locked: dict[str, str]) -> list[str]:
@@ -211,7 +199,6 @@ def build(
 ) -> Built:
     import shutil
     import tempfile
-    from dataclasses import replace
 
     from smenv.docker.engine import Sandbox, connect
     from smenv.verify.runner import verify_image

@@ -16,10 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def first_line(exc: BaseException) -> str:
-    """A library exception's first line, for one-line messages (many span several)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
+def first_line(message: BaseException | str) -> str:
+    """The first line of a library's exception or message, for one-line errors (many span several).
+
+    An exception without text gives its class name; an empty message gives "".
+    """
+    lines = str(message).strip().splitlines()
+    if lines:
+        return lines[0].strip()
+    return type(message).__name__ if isinstance(message, BaseException) else ""
 
 
 class SmenvError(Exception):

@@ -109,8 +109,8 @@ def _collect(path: Path, out: list[Requirement], files: list[str], constraint: b
         raise RequirementsError(f"cannot parse: {first_line(exc)}", path) from None
     for bad in parsed.invalid_lines:
         # The parser's message repeats the line with a caret under it: keep its first line only.
-        reason = (bad.error_message or "").strip().splitlines()[0] if (bad.error_message or "").strip() else "invalid"
-        reason = reason.replace(": :", ":").rstrip(": ")
+        reason = first_line(bad.error_message or "")
+        reason = reason.replace(": :", ":").rstrip(": ") if reason else "invalid"
         raise RequirementsError(f"line {bad.line_number}: cannot parse {bad.line.strip()!r} ({reason})", path)
     index = IndexOptions()
     for opt in parsed.options:

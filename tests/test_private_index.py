@@ -16,7 +16,6 @@ import base64
 import io
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess

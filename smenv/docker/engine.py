@@ -251,7 +251,6 @@ class Engine:
         before = self._image_ids()
         started = time.monotonic()
         tail: list[str] = []
-        image_id = None
         step, steps, cached = "", 0, 0
         own: list[str] = []  # short ids of the step images this build reported (" ---> 0123456789ab")
         step_is_from = False
@@ -271,8 +270,6 @@ class Engine:
                             f"docker build failed at {step or 'the start'}: {message} (full log: {log_path})",
                             str(log_path), tuple(tail[-15:]),
                         )
-                    if "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
-                        image_id = chunk["aux"]["ID"]
                     text = chunk.get("stream") or chunk.get("status") or ""
                     if not text:
                         continue

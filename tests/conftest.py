@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus"
 FIXTURES = REPO / "tests" / "fixtures"
+
+
+def tiny_rootfs(tmp_path: Path) -> Path:
+    """A one-file root filesystem to `docker import`: no shell, no Python, so nothing in it can run."""
+    tar_path = tmp_path / "tiny.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        data = b"hello from smenv's tests\n"
+        info = tarfile.TarInfo("etc/smenv-test")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return tar_path
 
 
 def corpus_table() -> list[dict[str, str]]:

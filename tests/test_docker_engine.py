@@ -7,29 +7,17 @@ nothing about the Docker half of smenv.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
 
+from conftest import tiny_rootfs
 from smenv.docker.engine import DEFAULT_HOST, Engine, connect, resolve_endpoint
 from smenv.errors import DockerError, DockerUnavailable
 
 pytestmark = pytest.mark.docker
-
-
-def tiny_rootfs(tmp_path: Path) -> Path:
-    """A one-file root filesystem: enough to import, inspect and remove (nothing in it can run)."""
-    tar_path = tmp_path / "tiny.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        data = b"hello from smenv's tests\n"
-        info = tarfile.TarInfo("etc/smenv-test")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return tar_path
 
 
 def unique_tag() -> str:

@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, tiny_rootfs
 from smenv import pipeline
 from smenv.docker.engine import THROWAWAY_LABEL
 from smenv.env.resolve import ResolveOptions
@@ -69,6 +68,13 @@ def run_smenv(args: list[str], env: dict[str, str], timeout: float = 600) -> sub
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("smenv: error:")]
+
+
+def assert_interrupted(watched: "Watched", code: int) -> None:
+    """Ctrl-C ended smenv the documented way: exit 130, one "interrupted" line, no traceback."""
+    assert code == 130, watched.lines[-10:]
+    assert "smenv: interrupted" in watched.lines, watched.lines[-10:]
+    assert not any("Traceback" in line for line in watched.lines), watched.lines
 
 
 def assert_no_private_temp(env: dict[str, str]) -> None:
@@ -211,14 +217,8 @@ def own_base(docker_engine, base_image_311):
 @pytest.fixture
 def tiny_base(docker_engine, tmp_path):
     """An imported root filesystem holding one file: no shell, no Python, so the first RUN step fails."""
-    tar_path = tmp_path / "tiny.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        data = b"not a python image\n"
-        info = tarfile.TarInfo("etc/smenv-faults")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
     tag = f"smenv-test/faults-tiny:{unique()}"
-    info = docker_engine.import_rootfs(tar_path, tag)
+    info = docker_engine.import_rootfs(tiny_rootfs(tmp_path), tag)
     yield tag, info.id
     for leftover in descendants(docker_engine, info.id):
         remove_quietly(docker_engine, leftover)
@@ -312,9 +312,7 @@ def test_ctrl_c_during_a_build_step_cleans_up(docker_engine, own_base, tmp_path)
         code = watched.interrupt()
     finally:
         watched.kill()
-    assert code == 130, watched.lines[-10:]
-    assert "smenv: interrupted" in watched.lines, watched.lines[-10:]
-    assert not any("Traceback" in line for line in watched.lines), watched.lines
+    assert_interrupted(watched, code)
     assert not docker_engine.image_exists(target)
     assert_nothing_built_on(docker_engine, base_id)
     assert_no_private_temp(env)
@@ -333,9 +331,7 @@ def test_ctrl_c_during_verification_cleans_up(docker_engine, tf215_image, tmp_pa
         code = watched.interrupt()
     finally:
         watched.kill()
-    assert code == 130, watched.lines[-10:]
-    assert "smenv: interrupted" in watched.lines, watched.lines[-10:]
-    assert not any("Traceback" in line for line in watched.lines), watched.lines
+    assert_interrupted(watched, code)
     assert containers_of(docker_engine, {image_id}) == []
     assert_no_private_temp(env)
 

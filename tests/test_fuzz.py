@@ -132,6 +132,14 @@ class _Sandbox:
             assert not list(where.glob(f"*{ESCAPE}*")), f"the reader wrote outside: {where}"
         return result
 
+    def inspect_file(self, name: str, data: bytes) -> Path:
+        """Write `data` as model file `name` in a new case and check smenv inspect on it; the file's path."""
+        case = self.case()
+        path = case / name
+        path.write_bytes(data)
+        self.check(case, lambda: inspect_model(path))
+        return path
+
 
 # -- strategies -----------------------------------------------------------------------------------------
 
@@ -256,11 +264,8 @@ def mutations(draw, original: bytes) -> bytes:
 @FUZZ
 @given(data=keras_zips())
 def test_keras_reader_on_random_archives(sandbox, data):
-    case = sandbox.case()
-    path = case / "model.keras"
-    path.write_bytes(data)
-    sandbox.check(case, lambda: inspect_model(path))
-    sandbox.check(case, lambda: read_keras_archive(path))
+    path = sandbox.inspect_file("model.keras", data)
+    sandbox.check(path.parent, lambda: read_keras_archive(path))
 
 
 KERAS_FIXTURES = sorted(MODELS.glob("*.keras"))
@@ -269,11 +274,7 @@ KERAS_FIXTURES = sorted(MODELS.glob("*.keras"))
 @FUZZ
 @given(which=st.sampled_from(KERAS_FIXTURES), data=st.data())
 def test_keras_reader_on_mutated_fixtures(sandbox, which, data):
-    damaged = data.draw(mutations(which.read_bytes()))
-    case = sandbox.case()
-    path = case / which.name
-    path.write_bytes(damaged)
-    sandbox.check(case, lambda: inspect_model(path))
+    sandbox.inspect_file(which.name, data.draw(mutations(which.read_bytes())))
 
 
 @FUZZ
@@ -303,10 +304,7 @@ def test_keras_reader_on_fixtures_with_replaced_json(sandbox, which, config, met
 @FUZZ
 @given(tail=st.binary(max_size=4096), suffix=st.sampled_from([".h5", ".hdf5", ".bin"]))
 def test_h5_reader_on_random_bytes_with_the_magic(sandbox, tail, suffix):
-    case = sandbox.case()
-    path = case / f"model{suffix}"
-    path.write_bytes(HDF5_MAGIC + tail)
-    sandbox.check(case, lambda: inspect_model(path))
+    sandbox.inspect_file(f"model{suffix}", HDF5_MAGIC + tail)
 
 
 H5_FIXTURES = sorted(MODELS.glob("*.h5"))
@@ -315,11 +313,7 @@ H5_FIXTURES = sorted(MODELS.glob("*.h5"))
 @FUZZ
 @given(which=st.sampled_from(H5_FIXTURES), data=st.data())
 def test_h5_reader_on_mutated_fixtures(sandbox, which, data):
-    damaged = data.draw(mutations(which.read_bytes()))
-    case = sandbox.case()
-    path = case / which.name
-    path.write_bytes(damaged)
-    sandbox.check(case, lambda: inspect_model(path))
+    sandbox.inspect_file(which.name, data.draw(mutations(which.read_bytes())))
 
 
 _attr_names = st.sampled_from(["keras_version", "backend", "model_config", "training_config", "layer_names"]) | st.text(

@@ -1,13 +1,19 @@
 """smenv.verify.diagnose: real failure messages -> kind, exit code, fix and --fix packages.
 
-Every message below copies the shape TensorFlow, Keras, NumPy or Python really prints; the comment
-beside each names where it comes from.
+Every message below is one TensorFlow, Keras, NumPy or Python really prints: either recorded when it
+was printed (tests/fixtures/models/EXPECTED.json, written by the fixture generator, which every
+recorded failure is read from; bench/results/latest.json), or its template in the source that raises
+it, named in the comment beside it (keras-team/keras at the tag named, tensorflow/tensorflow).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from smenv.model.inspect import inspect_model
 from smenv.verify.diagnose import KINDS, Diagnosis, diagnose
 
 
@@ -23,10 +29,14 @@ def make_plan(
     code: list[str] | None = None,
     imports: list[str] | None = None,
     python: str = "3.11",
+    model: dict | None = None,
 ) -> dict:
-    """A smenv.json as smenv.pipeline writes it, reduced to the keys diagnose reads."""
+    """A smenv.json as smenv.pipeline writes it, reduced to the keys diagnose reads.
+
+    `model` replaces the model section (the static facts smenv read, ModelFacts.to_json()).
+    """
     return {
-        "model": {
+        "model": model or {
             "format": fmt,
             "tensorflow_version": producer,
             "keras_version": keras_version,
@@ -63,7 +73,8 @@ def failed(stage: str, type_: str, message: str, traceback: str = "", module: st
 
 SCALE_SHIFT = {"class_name": "ScaleShift", "module": "smenv_fixture_layers", "registered_name": "Custom>ScaleShift", "kind": "class", "count": 1}
 
-# core/framework/op.cc, as TF2's saved_model/load.py re-raises it (FileNotFoundError + io_device hint).
+# tensorflow core/framework/op.cc, as TF2's python/saved_model/load.py re-raises it (FileNotFoundError
+# + io_device hint); the first sentences as saved_model_cli printed them (SAVED_MODEL_CLI_OP_MISSING).
 OP_NOT_REGISTERED = (
     "Op type not registered '{op}' in binary running on 3f9c2a. Make sure the Op and Kernel are registered in the "
     "binary running in this process. Note that if you are loading a saved graph which used ops from tf.contrib "
@@ -72,7 +83,15 @@ OP_NOT_REGISTERED = (
     "computational device. Consider setting the `experimental_io_device` option in `tf.saved_model.LoadOptions` "
     "to the io_device such as '/job:localhost'."
 )
-# keras/src/saving/serialization_lib.py, _retrieve_class_or_fn()
+# Printed by saved_model_cli (TensorFlow on the benchmark host) for the tfserving-tf-text-regression
+# model, recorded in bench/results/latest.json (inspection.models[12].saved_model_cli.error; the bench
+# keeps its first 300 characters).
+SAVED_MODEL_CLI_OP_MISSING = (
+    "Op type not registered 'ConstrainedSequence' in binary running on vm. Make sure the Op and Kernel are "
+    "registered in the binary running in this process. Note that if you are loading a saved graph which used ops "
+    "from tf.contrib (e.g. `tf.contrib.resampler`), accessing should be done befo"
+)
+# keras/src/saving/serialization_lib.py, _retrieve_class_or_fn() (keras v3.8.0)
 COULD_NOT_LOCATE = (
     "Could not locate class '{name}'. Make sure custom classes are decorated with "
     "`@keras.saving.register_keras_serializable()`. Full object config: {{'module': '{module}', 'class_name': "
@@ -80,12 +99,14 @@ COULD_NOT_LOCATE = (
     "'build_config': {{'input_shape': [None, 4]}}, 'name': 'scale_shift', 'inbound_nodes': []}}"
 )
 # tf_keras/src/saving/legacy/serialization.py, class_and_config_for_serialized_keras_object()
+# (keras v2.15.0: keras/saving/legacy/serialization.py)
 UNKNOWN_LAYER = (
     "Unknown layer: '{name}'. Please ensure you are using a `keras.utils.custom_object_scope` and that this object "
     "is included in the scope. See https://www.tensorflow.org/guide/keras/save_and_serialize"
     "#registering_the_custom_object for details."
 )
-# numpy/_core/_multiarray_umath.py prints this, then the extension's import_array() fails.
+# numpy/_core/_multiarray_umath.py prints this, then the extension's import_array() fails (the
+# warning as NumPy 2.0 prints it; the traceback's frames are abridged).
 NUMPY2_TRACEBACK = """A module that was compiled using NumPy 1.x cannot be run in
 NumPy 2.0.1 as it may crash. To support both 1.x and 2.x
 versions of NumPy, modules must be compiled with NumPy 2.0.
@@ -109,6 +130,15 @@ CASES = [
     (
         "tensorflow-text op on TF 2.15.1",
         failed("load", "FileNotFoundError", OP_NOT_REGISTERED.format(op="NormalizeUTF8")),
+        make_plan(tf="2.15.1"),
+        {},
+        "op_not_registered",
+        ("tensorflow-text==2.15.*",),
+        ["tensorflow-text==2.15.*", "--fix"],
+    ),
+    (
+        "tensorflow-text op, as saved_model_cli printed it",
+        failed("load", "RuntimeError", SAVED_MODEL_CLI_OP_MISSING),
         make_plan(tf="2.15.1"),
         {},
         "op_not_registered",
@@ -226,7 +256,8 @@ CASES = [
     ),
     (
         "Keras 2 given a Keras 3 .keras file",
-        # InputLayer in Keras 2 has no `batch_shape` (Keras 3 renamed batch_input_shape).
+        # InputLayer in Keras 2 has no `batch_shape` (Keras 3 renamed batch_input_shape): keras v2.15.0
+        # keras/engine/input_layer.py raises, keras/engine/base_layer.py Layer.from_config() wraps it.
         failed("load", "TypeError", "Error when deserializing class 'InputLayer' using config={'batch_shape': [None, 224, 224, 3], "
                "'dtype': 'float32', 'sparse': False, 'name': 'input_layer_1'}.\n\nException encountered: "
                "Unrecognized keyword arguments: ['batch_shape']"),
@@ -329,17 +360,24 @@ CASES = [
         ["model.save"],
     ),
     (
-        "Lambda layer refused by safe mode",
-        # keras/src/layers/core/lambda_layer.py, _raise_for_lambda_deserialization()
-        failed("load", "ValueError", "Requested the deserialization of a `Lambda` layer whose `function` is a Python lambda. "
-               "This carries a potential risk of arbitrary code execution and thus it is disallowed by default. If you "
-               "trust the source of the artifact, you can override this error by passing `safe_mode=False` to the loading "
-               "function, or calling `keras.config.enable_unsafe_deserialization()."),
-        make_plan(tf="2.18.1", keras_major=3, fmt="keras", producer=None, keras_version="3.8.0", python="3.12"),
+        "Lambda bytecode from another Python (legacy .h5, no safe mode)",
+        # Python's marshal.loads() (Python/marshal.c), called by Keras's func_load() on the Lambda's code.
+        failed("load", "ValueError", "bad marshal data (unknown type code)"),
+        make_plan(fmt="h5", producer=None, keras_version="2.15.0",
+                  custom_objects=[{"class_name": "Lambda", "module": None, "registered_name": None, "kind": "lambda"}]),
         {},
         "lambda_safe_mode",
         (),
-        ["safe_mode=False", "Python minor", "3.12"],
+        ["--python", "Python minor"],
+    ),
+    (
+        "bad marshal data in a model without a Lambda layer",
+        failed("load", "ValueError", "bad marshal data (unknown type code)"),
+        make_plan(fmt="h5", producer=None, keras_version="2.15.0"),
+        {},
+        "load_failed",
+        (),
+        [],
     ),
     (
         "tensorflow-probability too new for the TensorFlow",
@@ -432,6 +470,141 @@ def test_diagnose(result, plan, kwargs, kind, packages, words):
     assert d.summary and "\n" not in d.summary and "Traceback" not in d.summary
     assert d.fix and "\n" not in d.fix
 
+
+
+# -- failures the fixture generator recorded as TensorFlow/Keras printed them ------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+EXPECTED = json.loads((FIXTURES / "EXPECTED.json").read_text(encoding="utf-8"))
+ENVIRONMENTS = json.loads((FIXTURES / "ENVIRONMENTS.json").read_text(encoding="utf-8"))
+
+# Every failure message in EXPECTED.json (an "error" or "..._error" key, at any depth of a fixture's
+# record) -> (the exception type the generator caught, kind, --fix packages, words the fix must
+# contain). A failure recorded later fails test_every_recorded_failure_is_listed until it is added here.
+RECORDED_FAILURES = {
+    # tests/fixtures/generators/tf218.py: keras.saving.load_model() in safe mode, Keras 3.8.0
+    ("tf218-keras3-lambda.keras", "safe_mode_load_error"): (
+        "ValueError", "lambda_safe_mode", (), ["safe_mode=False", "Python minor", "the image has 3.11"],
+    ),
+}
+
+
+def recorded_failures() -> dict[tuple[str, str], str]:
+    found = {}
+
+    def walk(fixture: str, path: list[str], value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(fixture, [*path, key], inner)
+        elif path and (path[-1] == "error" or path[-1].endswith("_error")) and value:
+            found[(fixture, ".".join(path))] = value
+
+    for fixture, record in EXPECTED.items():
+        walk(fixture, [], record)
+    return found
+
+
+def plan_for_fixture(name: str) -> dict:
+    """The plan of an image like the environment that printed the failure: its TensorFlow, Keras,
+    NumPy and Python (ENVIRONMENTS.json), and what smenv reads from the fixture itself."""
+    record = EXPECTED[name]
+    env = ENVIRONMENTS[record["env"]]
+    pins = {}
+    for line in env["pip_freeze"]:
+        package, _, version = line.partition("==")
+        pins[package.lower().replace("_", "-")] = version
+    tf = pins.get("tensorflow-cpu") or pins["tensorflow"]
+    keras = pins["keras"]
+    return make_plan(
+        tf=tf,
+        keras_major=int(keras.split(".")[0]),
+        fmt=record["format"],
+        python=".".join(env["python_version"].split(".")[:2]),
+        lock={"keras": keras, "numpy": pins["numpy"]},
+        model=inspect_model(FIXTURES / name).to_json(),
+    )
+
+
+def test_every_recorded_failure_is_listed():
+    assert set(recorded_failures()) == set(RECORDED_FAILURES)
+
+
+@pytest.mark.parametrize("where", sorted(RECORDED_FAILURES), ids=["/".join(w) for w in sorted(RECORDED_FAILURES)])
+def test_recorded_failure_is_classified(where):
+    type_, kind, packages, words = RECORDED_FAILURES[where]
+    message = recorded_failures()[where]
+    d = diagnose(failed("load", type_, message), plan_for_fixture(where[0]))
+    assert (d.kind, d.exit_code, d.fix_packages) == (kind, KINDS[kind], packages), d
+    for word in words:
+        assert word in d.fix, (word, d.fix)
+
+
+# -- Lambda safe mode: what each Keras generation prints (keras-team/keras, at the tags named) -------
+
+_KERAS2_PLAN = {"tf": "2.15.1", "keras_major": 2, "keras_version": "2.15.0", "python": "3.11"}
+_KERAS38_PLAN = {"tf": "2.18.1", "keras_major": 3, "keras_version": "3.8.0", "python": "3.11"}
+_KERAS310_PLAN = {"tf": "2.20.0", "keras_major": 3, "keras_version": "3.10.0", "python": "3.12"}
+_KERAS312_PLAN = {"tf": "2.21.0", "keras_major": 3, "keras_version": "3.12.0", "python": "3.12"}
+# id -> (plan, message)
+LAMBDA_REFUSALS = {
+    # v2.12.0-v2.15.0 keras/layers/core/lambda_layer.py, Lambda._parse_function_from_config()
+    "keras 2.12-2.15 Lambda layer": (_KERAS2_PLAN,
+        "Requested the deserialization of a Lambda layer with a Python `lambda` inside it. This carries a potential "
+        "risk of arbitrary code execution and thus it is disallowed by default. If you trust the source of the saved "
+        "model, you can pass `safe_mode=False` to the loading function in order to allow Lambda layer loading."),
+    # v2.12.0-v2.15.0 keras/layers/rnn/cell_wrappers.py, _parse_config_to_function()
+    "keras 2.12-2.15 cell wrapper": (_KERAS2_PLAN,
+        "Requested the deserialization of a layer with a Python `lambda` inside it. This carries a potential risk of "
+        "arbitrary code execution and thus it is disallowed by default. If you trust the source of the saved model, you "
+        "can pass `safe_mode=False` to the loading function in order to allow `lambda` loading."),
+    # v2.12.0-v2.15.0 keras/saving/serialization_lib.py, deserialize_keras_object()
+    "keras 2.12-2.15 lambda object": (_KERAS2_PLAN,
+        "Requested the deserialization of a `lambda` object. This carries a potential risk of arbitrary code execution "
+        "and thus it is disallowed by default. If you trust the source of the saved model, you can pass "
+        "`safe_mode=False` to the loading function in order to allow `lambda` loading."),
+    # v3.0.0-v3.9.2 keras/src/layers/core/lambda_layer.py, Lambda._raise_for_lambda_deserialization(): not an
+    # f-string, so `{arg_name}` is printed as is (the message recorded in EXPECTED.json, Keras 3.8.0)
+    "keras 3.0-3.9 Lambda layer": (_KERAS38_PLAN,
+        "The `{arg_name}` of this `Lambda` layer is a Python lambda. Deserializing it is unsafe. If you trust the "
+        "source of the config artifact, you can override this error by passing `safe_mode=False` to `from_config()`, "
+        "or calling `keras.config.enable_unsafe_deserialization()."),
+    # v3.10.0-v3.11.2, the same made an f-string
+    "keras 3.10-3.11.2 Lambda layer": (_KERAS310_PLAN,
+        "The `function` of this `Lambda` layer is a Python lambda. Deserializing it is unsafe. If you trust the "
+        "source of the config artifact, you can override this error by passing `safe_mode=False` to `from_config()`, "
+        "or calling `keras.config.enable_unsafe_deserialization()."),
+    # v3.11.3 and later
+    "keras 3.11.3+ Lambda layer": (_KERAS312_PLAN,
+        "Requested the deserialization of a `Lambda` layer whose `function` is a Python lambda. This carries a "
+        "potential risk of arbitrary code execution and thus it is disallowed by default. If you trust the source of "
+        "the artifact, you can override this error by passing `safe_mode=False` to the loading function, or calling "
+        "`keras.config.enable_unsafe_deserialization()."),
+    # v3.0.0-v3.11.2 keras/src/saving/serialization_lib.py, deserialize_keras_object()
+    "keras 3.0-3.11.2 lambda object": (_KERAS38_PLAN,
+        "Requested the deserialization of a `lambda` object. This carries a potential risk of arbitrary code execution "
+        "and thus it is disallowed by default. If you trust the source of the saved model, you can pass "
+        "`safe_mode=False` to the loading function in order to allow `lambda` loading, or call "
+        "`keras.config.enable_unsafe_deserialization()`."),
+    # v3.11.3 and later, the same
+    "keras 3.11.3+ lambda object": (_KERAS312_PLAN,
+        "Requested the deserialization of a Python lambda. This carries a potential risk of arbitrary code execution "
+        "and thus it is disallowed by default. If you trust the source of the artifact, you can override this error by "
+        "passing `safe_mode=False` to the loading function, or calling `keras.config.enable_unsafe_deserialization()."),
+}
+
+
+@pytest.mark.parametrize("plan, message", LAMBDA_REFUSALS.values(), ids=list(LAMBDA_REFUSALS))
+def test_lambda_refused_by_safe_mode(plan, message):
+    d = diagnose(failed("load", "ValueError", message), make_plan(fmt="keras", producer=None, **plan))
+    assert (d.kind, d.exit_code, d.fix_packages) == ("lambda_safe_mode", 27, ()), d
+    for word in ("safe_mode=False", "Python minor", f"the image has {plan['python']}"):
+        assert word in d.fix, (word, d.fix)
+
+
+def test_the_keras_3_8_refusal_is_the_recorded_one():
+    # The generator keeps the first line of what Keras printed; the template above is all of it.
+    recorded = recorded_failures()[("tf218-keras3-lambda.keras", "safe_mode_load_error")]
+    assert LAMBDA_REFUSALS["keras 3.0-3.9 Lambda layer"][1] == recorded
 
 def test_tensorflow_text_summary_and_details():
     d = diagnose(failed("load", "FileNotFoundError", OP_NOT_REGISTERED.format(op="NormalizeUTF8")), make_plan(tf="2.15.1"))

@@ -2,12 +2,12 @@
 
 Runs INSIDE the image (copied to /opt/smenv/verify.py), never on the host: this is the only place
 model code (Lambda layers, custom objects) is executed. Standard library and TensorFlow only, and
-Python 3.7 syntax, because it runs on whatever Python the model needs.
+code that runs on the oldest Python the release table lists (3.5: no f-strings, no annotations, no
+`from __future__ import annotations`, no dataclasses), because it runs on whatever Python the model
+needs; tests/test_runtime_compat.py checks it with vermin and with the old grammar.
 
 Output: human-readable progress on stderr, and one line `SMENV_RESULT {json}` on stdout.
 """
-
-from __future__ import annotations
 
 import argparse
 import json

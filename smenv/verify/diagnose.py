@@ -250,10 +250,17 @@ def _savedmodel_too_new(text: str, plan: _Plan) -> Diagnosis | None:
     return _diag("savedmodel_too_new", summary, fix, details)
 
 
-# Keras 3 safe mode: keras/src/layers/core/lambda_layer.py ("... of a `Lambda` layer whose
-# `function` is a Python lambda" / older 3.x "... a Lambda layer with a Python `lambda` inside it")
-# and keras/src/saving/serialization_lib.py ("... of a `lambda` object").
-_LAMBDA_SAFE_MODE = re.compile(r"Requested the deserialization of a (?:`?Lambda`? layer|`lambda` object)")
+# Keras safe mode refusing Python lambdas (keras-team/keras, the tags that print each):
+# - layers/core/lambda_layer.py: v2.12-v2.15 "Requested the deserialization of a Lambda layer with a
+#   Python `lambda` inside it"; v3.0-v3.9.2 "The `{arg_name}` of this `Lambda` layer is a Python lambda"
+#   (`{arg_name}` printed as is), v3.10-v3.11.2 the same with "function"; v3.11.3+ "Requested the
+#   deserialization of a `Lambda` layer whose `function` is a Python lambda";
+# - layers/rnn/cell_wrappers.py, v2.12-v2.15: "... of a layer with a Python `lambda` inside it";
+# - saving/serialization_lib.py: to v3.11.2 "... of a `lambda` object", v3.11.3+ "... of a Python lambda".
+_LAMBDA_SAFE_MODE = re.compile(
+    r"Requested the deserialization of a (?:`?Lambda`? layer|layer with a Python `lambda`|`lambda` object|Python lambda)|"
+    r"The `[^`]*` of this `Lambda` layer is a Python lambda"
+)
 # Lambda bytecode read by another Python minor (marshal.loads / the interpreter).
 _BYTECODE = re.compile(r"bad marshal data|unknown opcode")
 

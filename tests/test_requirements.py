@@ -100,3 +100,79 @@ def test_credentials_never_reach_the_written_plan(tmp_path):
     plan = EnvironmentPlan("2.15.1", "tensorflow-cpu", ("3.11",), False, "cpu", None, None, None, 2, False,
                            "saved_model", None, "2024-01-01T00:00:00Z", (), (), (), (), index)
     assert "s3cret" not in str(plan.to_json()) and "tok@" not in str(plan.to_json())
+
+
+# -- paths and URLs the os calls would choke on (issue 13; the first found by tests/test_fuzz.py) --------
+# Each is the user's string reaching pathlib, os or urllib: a NUL byte (ValueError), `~nosuchuser`
+# (RuntimeError), a name longer than the file system allows (OSError). Each must be a one-line
+# requirements error naming the file and the line, never an internal error.
+
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("-r \x00x.txt", "included file '\\x00x.txt' contains the control character '\\x00'"),
+        ("-c \x00x.txt", "constraints file '\\x00x.txt' contains the control character"),
+        ("-r ~smenv-no-such-user/x.txt", "included file '~smenv-no-such-user/x.txt': Could not determine home directory"),
+        (f"-r {LONG}.txt", "included file 'aaaa"),
+        (f"-c {LONG}.txt", "constraints file 'aaaa"),
+        ("--find-links ./w\x00", "--find-links path './w\\x00' contains the control character"),
+        ("-f ~smenv-no-such-user/wheels", "--find-links path '~smenv-no-such-user/wheels': Could not determine home"),
+        (f"-f {LONG}", "File name too long"),
+        ("-f https://x.example/\x01", "--find-links URL 'https://x.example/\\x01' contains the control character"),
+        ("--index-url http://x\x00y/simple", "index URL 'http://x\\x00y/simple' contains the control character"),
+        ("--extra-index-url http://x\x07y/simple", "extra index URL 'http://x\\x07y/simple' contains the control"),
+        ('--index-url "http://x y/simple"', "index URL 'http://x y/simple' contains white space"),
+        ("-i http://[::1/simple", "index URL 'http://[::1/simple' is not a valid URL"),
+        ("./\x00/", "local path './\\x00/' contains the control character"),
+        ("~smenv-no-such-user/a-1.0-py3-none-any.whl", "local path '~smenv-no-such-user/a-1.0-py3-none-any.whl': Could not"),
+        (f"./{LONG}-1.0-py3-none-any.whl", "local path '"),
+    ],
+)
+def test_paths_and_urls_the_os_refuses_are_requirements_errors_naming_the_line(tmp_path, line, words):
+    main = write(tmp_path, "requirements.txt", "numpy<2\n" + line + "\n")
+    with pytest.raises(RequirementsError) as info:
+        parse_requirements(main)
+    assert info.value.path == str(main), info.value
+    assert info.value.message.startswith("line 2: ") and words in info.value.message, info.value.message
+    assert "\n" not in info.value.message and len(info.value.message) < 300
+
+
+def test_a_nul_byte_in_an_included_file_names_that_file_and_line(tmp_path):
+    """Issue 13, as reported: `-r other.txt` whose line holds a NUL byte crashed in Path.resolve()."""
+    main = write(tmp_path, "requirements.txt", "numpy\n-r other.txt\n")
+    other = write(tmp_path, "other.txt", "\x00/\n")
+    with pytest.raises(RequirementsError) as info:
+        parse_requirements(main)
+    assert info.value.path == str(other)
+    assert info.value.message == "line 1: local path '\\x00/' contains the control character '\\x00'"
+
+
+def test_the_cli_reports_a_nul_byte_in_an_included_file_as_a_requirements_error(tmp_path):
+    import subprocess
+    import sys
+
+    write(tmp_path, "requirements.txt", "numpy\n-r other.txt\n")
+    write(tmp_path, "other.txt", "\x00/\n")
+    model = Path(__file__).resolve().parents[1] / "examples" / "half_plus_two"
+    proc = subprocess.run(
+        [sys.executable, "-m", "smenv", "generate", str(model), "-r", "requirements.txt", "--dry-run"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 7, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("smenv: error:")]
+    assert errors == ["smenv: error: other.txt: line 1: local path '\\x00/' contains the control character '\\x00'"], proc.stderr
+
+
+def test_symlink_loops_are_requirements_errors(tmp_path):
+    (tmp_path / "loop.txt").symlink_to("loop.txt")
+    (tmp_path / "w-1.0-py3-none-any.whl").symlink_to("w-1.0-py3-none-any.whl")
+    include = write(tmp_path, "include.txt", "-r loop.txt\n")
+    with pytest.raises(RequirementsError, match="Symlink loop") as info:
+        parse_requirements(include)
+    assert "\n" not in info.value.message
+    wheel = write(tmp_path, "wheel.txt", "numpy\n./w-1.0-py3-none-any.whl\n")
+    with pytest.raises(RequirementsError, match="line 2: local path './w-1.0-py3-none-any.whl': Symlink loop"):
+        parse_requirements(wheel)

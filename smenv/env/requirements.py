@@ -10,8 +10,10 @@ build code, so they are refused with the file and line and what to do instead.
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 from pip_requirements_parser import RequirementsFile
@@ -98,9 +100,9 @@ def parse_requirements(path: Path) -> Requirements:
 
 
 def _collect(path: Path, out: list[Requirement], files: list[str], constraint: bool, stack: tuple[Path, ...]) -> IndexOptions:
-    if path.resolve() in stack:
+    if _resolve(path) in stack:
         raise RequirementsError(f"includes itself through {' -> '.join(p.name for p in stack)}", path)
-    if not path.is_file():
+    if not _is_file(path):
         raise RequirementsError("included requirements file not found", path)
     files.append(str(path))
     try:
@@ -115,15 +117,16 @@ def _collect(path: Path, out: list[Requirement], files: list[str], constraint: b
     index = IndexOptions()
     for opt in parsed.options:
         o = opt.options
+        at = _Line(path, opt.line_number)
         for included in o.get("requirements", []):
-            index = index.merged(_collect(_include(path, included), out, files, constraint, stack + (path.resolve(),)))
+            index = index.merged(_collect(_include(at, included, "included file"), out, files, constraint, stack + (_resolve(path),)))
         for included in o.get("constraints", []):
-            index = index.merged(_collect(_include(path, included), out, files, True, stack + (path.resolve(),)))
+            index = index.merged(_collect(_include(at, included, "constraints file"), out, files, True, stack + (_resolve(path),)))
         index = index.merged(
             IndexOptions(
-                index_url=o.get("index_url"),
-                extra_index_urls=tuple(o.get("extra_index_urls", ())),
-                find_links=tuple(_link(path, f) for f in o.get("find_links", ())),
+                index_url=_url(at, o["index_url"], "index URL") if o.get("index_url") else None,
+                extra_index_urls=tuple(_url(at, u, "extra index URL") for u in o.get("extra_index_urls", ())),
+                find_links=tuple(_link(at, f) for f in o.get("find_links", ())),
                 no_index=bool(o.get("no_index")),
             )
         )
@@ -151,8 +154,8 @@ def _requirement(req, path: Path, constraint: bool) -> Requirement:
     if req.link is not None:
         link = str(req.link)
         if req.is_local_path:
-            local = _relative(path, link.removeprefix("file://"))
-            if not (local.is_file() and local.suffix == ".whl"):
+            local = _relative(_Line(path, req.line_number), link.removeprefix("file://"), "local path")
+            if not (_is_file(local) and local.suffix == ".whl"):
                 raise RequirementsError(
                     f"line {req.line_number}: local path {line!r} is not a wheel file; "
                     "build one (`pip wheel --no-deps DIR`) and list the .whl, or pass the source with --code",
@@ -195,21 +198,94 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{host}{slash}{path}"
 
 
-def _include(including: Path, target: str) -> Path:
+# Paths and URLs in a requirements file are the user's strings: the os and pathlib calls below raise
+# ValueError on a NUL byte, RuntimeError on `~nosuchuser`, OSError on a name too long, none of which
+# may escape as an internal error (tests/test_requirements.py, found by tests/test_fuzz.py).
+
+
+@dataclass(frozen=True)
+class _Line:
+    """Where a path or URL was written: the error names the file and the line."""
+
+    file: Path
+    number: int
+
+    def error(self, message: str) -> RequirementsError:
+        return RequirementsError(f"line {self.number}: {message}", self.file)
+
+
+def _show(text: str, limit: int = 80) -> str:
+    """The user's string quoted for a one-line message, cut when it is long."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _checked(at: _Line, target: str, what: str) -> str:
+    bad = next((c for c in target if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise at.error(f"{what} {_show(target)} contains the control character {bad!r}")
+    return target
+
+
+def _user_path(at: _Line, target: str, what: str) -> Path:
+    try:
+        return Path(_checked(at, target, what)).expanduser()
+    except RuntimeError as exc:  # `~user` for a user that does not exist, or no home directory at all
+        raise at.error(f"{what} {_show(target)}: {first_line(exc)}") from None
+
+
+def _resolve(path: Path, at: _Line | None = None, what: str = "", written: str = "") -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise _unreadable(path, exc, at, what, written) from None
+
+
+def _is_file(path: Path, at: _Line | None = None, what: str = "", written: str = "") -> bool:
+    """pathlib's is_file, which says False for a missing file but raises on ENAMETOOLONG or EACCES."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise _unreadable(path, exc, at, what, written) from None
+
+
+def _unreadable(path: Path, exc: Exception, at: _Line | None, what: str, written: str) -> RequirementsError:
+    reason = getattr(exc, "strerror", None) or first_line(exc)
+    if at is None:
+        return RequirementsError(f"cannot read ({reason})", path)
+    return at.error(f"{what} {_show(written or str(path))}: {reason}")
+
+
+def _include(at: _Line, target: str, what: str) -> Path:
     """An included file, relative to the including one (as pip does), kept relative when that was."""
-    p = Path(target).expanduser()
-    return p if p.is_absolute() else Path(os.path.normpath(including.parent / p))
+    p = _user_path(at, target, what)
+    p = p if p.is_absolute() else Path(os.path.normpath(at.file.parent / p))
+    _is_file(p, at, what, target)  # an unreadable name is this line's error, not the file's
+    return p
 
 
-def _relative(including: Path, target: str) -> Path:
-    p = Path(target).expanduser()
-    return p if p.is_absolute() else (including.parent / p).resolve()
+def _relative(at: _Line, target: str, what: str) -> Path:
+    p = _user_path(at, target, what)
+    p = p if p.is_absolute() else _resolve(at.file.parent / p, at, what, target)
+    _is_file(p, at, what, target)
+    return p
 
 
-def _link(including: Path, link: str) -> str:
+def _url(at: _Line, url: str, what: str) -> str:
+    """An index URL as given; one that uv or urllib would choke on is refused here, naming the line."""
+    _checked(at, url, what)
+    if any(c.isspace() for c in url):
+        raise at.error(f"{what} {_show(url)} contains white space")
+    try:
+        urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise at.error(f"{what} {_show(url)} is not a valid URL ({first_line(exc)})") from None
+    return url
+
+
+def _link(at: _Line, link: str) -> str:
     if "://" in link:
-        return link
-    return str(_relative(including, link))
+        return _url(at, link, "--find-links URL")
+    return str(_relative(at, link, "--find-links path"))
 
 
 def _unique(items: tuple[str, ...]) -> tuple[str, ...]:

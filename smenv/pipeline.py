@@ -15,11 +15,11 @@ import smenv
 from smenv.env.lock import Lock, lock
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.requirements import Requirements, parse_requirements
-from smenv.env.resolve import ResolveOptions, resolve
+from smenv.env.resolve import BaseImageChoice, ResolveOptions, choose_base_image, resolve
 from smenv.model.facts import ModelFacts
 from smenv.model.inspect import inspect_model
 from smenv.render.context import ContextError, ContextFiles, write_context
-from smenv.render.dockerfile import MODEL_DIR, UID, base_image_for, render_dockerfile
+from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile
 
 if TYPE_CHECKING:
     from smenv.verify.runner import Verdict
@@ -39,11 +39,15 @@ class Generated:
     facts: ModelFacts
     plan: EnvironmentPlan
     lock: Lock | None
-    base_image: str | None
+    base: BaseImageChoice | None  # decided once the lock has chosen the Python
     dockerfile: str | None
     context: Path | None
     notes: tuple[str, ...] = ()
     plan_json: dict = field(default_factory=dict)
+
+    @property
+    def base_image(self) -> str | None:
+        return self.base.image if self.base else None
 
     def to_json(self) -> dict:
         return {"ok": True, "context": str(self.context) if self.context else None, **self.plan_json}
@@ -86,12 +90,13 @@ def generate(
         offline = True
         notes = [*notes, "the index URL carries credentials: the wheels are downloaded into the context "
                  "(as with --offline) so that no credential reaches the Dockerfile or the image"]
-    base, install_python = base_image_for(env_plan, the_lock.python)
+    base = choose_base_image(env_plan, the_lock.python)
+    env_plan = env_plan.with_decision(base.decision)
     dockerfile = render_dockerfile(
-        facts, env_plan, the_lock, base_image=base, install_python=install_python, offline=offline,
+        facts, env_plan, the_lock, base_image=base.image, install_python=base.install_python, offline=offline,
         has_code=bool(code),
     )
-    data = _plan_json(facts, env_plan, the_lock, base, tuple(notes), code)
+    data = _plan_json(facts, env_plan, the_lock, base.image, tuple(notes), code)
     generated = Generated(facts, env_plan, the_lock, base, dockerfile, None, tuple(notes), data)
     if out is None:
         return generated
@@ -239,8 +244,8 @@ def build(
         # The runtime stage starts FROM that image: its context is the model and a few small files,
         # so a rebuild sends kilobytes, not the wheels, to the engine.
         runtime = render_dockerfile(
-            generated.facts, generated.plan, generated.lock, base_image=generated.base_image,
-            install_python=_install_python(generated), offline=not online, has_code=bool(code),
+            generated.facts, generated.plan, generated.lock, base_image=generated.base.image,
+            install_python=generated.base.install_python, offline=not online, has_code=bool(code),
             deps_image=deps_tag,
         )
         context = _write(generated, context_dir, code, runtime, None)
@@ -286,10 +291,6 @@ def _write(generated: Generated, out: Path, code: tuple[Path, ...], dockerfile: 
             wheel_files=wheel_files,
         ),
     )
-
-
-def _install_python(generated: Generated) -> bool:
-    return base_image_for(generated.plan, generated.lock.python)[1]
 
 
 def _require_base_image(engine, generated: Generated) -> str:

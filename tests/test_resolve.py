@@ -10,7 +10,7 @@ import pytest
 from conftest import CORPUS, FIXTURES
 from smenv.env import releases
 from smenv.env.requirements import parse_requirements
-from smenv.env.resolve import ResolutionError, ResolveOptions, resolve
+from smenv.env.resolve import ResolutionError, ResolveOptions, choose_base_image, resolve
 from smenv.model.inspect import inspect_model
 
 MODELS = FIXTURES / "models"
@@ -144,6 +144,27 @@ def test_gpu_routes(tf, package, route, python):
     if route != "pip-cuda":  # a CUDA runtime image fixes the Python to its Ubuntu's
         assert plan.python_candidates == (python,)
     assert plan.device == "gpu" and plan.cuda and plan.cudnn
+
+
+@pytest.mark.parametrize(
+    "opts, python, image, install_python, words",
+    [
+        ({}, "3.11", "python:3.11-slim-bookworm", False, "Debian bookworm"),
+        ({}, "3.9", "python:3.9-slim-bullseye", False, "smenv base --python 3.9"),
+        ({}, "3.10", "python:3.10-slim-bookworm", False, "no Debian release ships Python 3.10"),
+        ({"tf_version": "2.12.0", "gpu": True}, "3.10", "nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", True, "installs Ubuntu"),
+        ({"tf_version": "2.15.1", "gpu": True}, "3.11", "python:3.11-slim-bookworm", False, "official image"),
+        ({"base_image": "registry.example/ml/python:3.11"}, "3.11", "registry.example/ml/python:3.11", False, "--base-image"),
+    ],
+)
+def test_base_image_is_a_recorded_decision_for_the_locked_python(opts, python, image, install_python, words):
+    plan = plan_for(MODELS / "tf215-savedmodel", **opts)
+    choice = choose_base_image(plan, python)
+    assert (choice.image, choice.install_python) == (image, install_python)
+    assert choice.decision.topic == "base_image" and choice.decision.choice == image and words in choice.decision.reason
+    recorded = plan.with_decision(choice.decision)
+    assert [d for d in recorded.decisions if d.topic == "base_image"] == [choice.decision]
+    assert recorded.decisions[: len(plan.decisions)] == plan.decisions  # --base-image's own decision is the same one
 
 
 def test_python_option_must_be_supported():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from smenv.env.requirements import IndexOptions
@@ -36,7 +36,7 @@ class EnvironmentPlan:
     keras_major: int
     legacy_keras: bool  # TF_USE_LEGACY_KERAS=1 with tf-keras on TF >= 2.16
     loader: str  # saved_model | keras
-    base_image: str | None  # None: derived from the Python version once it is known
+    base_image: str | None  # given with --base-image; else choose_base_image() decides once the lock picks the Python
     as_of: str  # ISO 8601 UTC: packages uploaded later are not considered
     cutoff_exempt: tuple[str, ...]  # packages pinned on purpose, taken whatever their upload date
     packages: tuple[Package, ...]
@@ -50,6 +50,14 @@ class EnvironmentPlan:
         data = asdict(self)
         data["index"] = self.index.redacted()  # smenv.json goes into the image: never a credential
         return data
+
+    def with_decision(self, decision: Decision) -> EnvironmentPlan:
+        """This plan with `decision` recorded: it takes the place of one on the same topic, else comes last."""
+        topics = [d.topic for d in self.decisions]
+        if decision.topic in topics:
+            i = topics.index(decision.topic)
+            return replace(self, decisions=self.decisions[:i] + (decision,) + self.decisions[i + 1:])
+        return replace(self, decisions=self.decisions + (decision,))
 
     @property
     def warnings(self) -> list[Decision]:

@@ -83,7 +83,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     if legacy_keras:
         env.append(("TF_USE_LEGACY_KERAS", "1"))
     if opts.base_image:
-        b.decide("base_image", opts.base_image, "given with --base-image")
+        b.decisions.append(_given_base_image(opts.base_image))
     return EnvironmentPlan(
         tensorflow_version=release.version,
         tensorflow_package=tf_package,
@@ -106,6 +106,55 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         env=tuple(env),
         decisions=tuple(b.decisions),
     )
+
+
+# -- Base image ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseImageChoice:
+    image: str
+    install_python: bool  # the image has no Python: the Dockerfile installs the distribution's python3
+    decision: Decision  # topic "base_image", for the plan (EnvironmentPlan.with_decision)
+
+
+def choose_base_image(plan: EnvironmentPlan, python: str) -> BaseImageChoice:
+    """The base image for `plan` on `python`, the Python the lock chose (known only after locking).
+
+    --base-image wins; a GPU route that needs the CUDA runtime image gets it (it has no Python, so the
+    Dockerfile installs Ubuntu's); else the official `python:X.Y-slim-SUITE` image, whose Debian suite
+    `smenv base` can build it from.
+    """
+    if plan.base_image:
+        return BaseImageChoice(plan.base_image, False, _given_base_image(plan.base_image))
+    if plan.device == "gpu" and plan.gpu_route in ROUTES_WITH_CUDA_IMAGE:
+        image, _ = CUDA_IMAGES[plan.cuda or ""]
+        reason = (
+            f"the CUDA {plan.cuda} / cuDNN {plan.cudnn} runtime image the GPU build of TensorFlow "
+            f"{plan.tensorflow_version} needs; it has no Python, so the Dockerfile installs Ubuntu's python3 ({python})"
+        )
+        return BaseImageChoice(image, True, Decision("base_image", image, reason))
+    from smenv.docker.base_image import default_base_image, suite_for
+    from smenv.errors import UnsupportedPython
+
+    try:
+        image = default_base_image(python)
+    except UnsupportedPython:
+        image = f"python:{python}-slim-bookworm"
+        reason = (
+            f"the official image for Python {python}; no Debian release ships Python {python}, so `smenv base` "
+            "cannot build it: pull or load it where no registry is reachable"
+        )
+        return BaseImageChoice(image, False, Decision("base_image", image, reason))
+    reason = (
+        f"the official image for Python {python} (Debian {suite_for(python)}); where no registry is reachable, "
+        f"`smenv base --python {python}` builds it from Debian's own python3"
+    )
+    return BaseImageChoice(image, False, Decision("base_image", image, reason))
+
+
+def _given_base_image(image: str) -> Decision:
+    return Decision("base_image", image, "given with --base-image")
 
 
 # -- TensorFlow ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Render the Dockerfile from templates/Dockerfile.j2. The template owns the text; this module
-only decides what goes in."""
+only decides what goes in. The base image is the resolver's choice (smenv.env.resolve.choose_base_image)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import jinja2
 
 import smenv
-from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
 from smenv.env.lock import Lock
 from smenv.env.plan import EnvironmentPlan
 from smenv.model.facts import ModelFacts
@@ -32,22 +31,6 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-
-
-def base_image_for(plan: EnvironmentPlan, python: str) -> tuple[str, bool]:
-    """(base image, whether the Dockerfile must install Python into it)."""
-    if plan.base_image:
-        return plan.base_image, False
-    if plan.device == "gpu" and plan.gpu_route in ROUTES_WITH_CUDA_IMAGE:
-        image, _ = CUDA_IMAGES[plan.cuda or ""]
-        return image, True
-    from smenv.docker.base_image import UnsupportedPython, default_base_image
-
-    try:
-        return default_base_image(python), False
-    except UnsupportedPython:
-        # `smenv base` cannot build this Python from Debian, but the official image exists.
-        return f"python:{python}-slim-bookworm", False
 
 
 def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, base_image: str, install_python: bool,

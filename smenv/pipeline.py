@@ -22,6 +22,7 @@ from smenv.render.context import ContextError, ContextFiles, write_context
 from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile
 
 if TYPE_CHECKING:
+    from smenv.docker.engine import Engine, Sandbox
     from smenv.verify.runner import Verdict
 
 Progress = Callable[[str], None]
@@ -195,78 +196,139 @@ def build(
     tag: str | None = None,
     code: tuple[Path, ...] = (),
     online: bool = False,
-    sandbox=None,
+    sandbox: Sandbox | None = None,
     verify: bool = True,
     fix: bool = False,
     context_dir: Path | None = None,
-    engine=None,
+    engine: Engine | None = None,
     progress: Progress = lambda msg: None,
 ) -> Built:
+    """Generate, build the dependency image (unless built already), build the runtime image on it, verify
+    it; with `fix`, rebuild once with the packages a diagnosis names."""
+    from smenv.docker.engine import Sandbox, connect
+
+    engine = engine or connect()  # fail fast, before minutes of locking and downloading
+    job = BuildJob(model, requirements, options, tag, tuple(code), online, verify, context_dir)
+    return _build(job, engine, sandbox or Sandbox(gpu=options.gpu), fix, progress)
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """What `build` was asked for, minus the engine, the sandbox and --fix."""
+
+    model: ModelInput
+    requirements: Path | None
+    options: ResolveOptions
+    tag: str | None
+    code: tuple[Path, ...]
+    online: bool
+    verify: bool
+    context_dir: Path | None  # where the runtime context is kept; None: a temporary directory
+
+
+@dataclass(frozen=True)
+class RuntimeImage:
+    tag: str
+    image_id: str
+    size_bytes: int
+    build_seconds: float
+    context: Path
+
+
+def _build(job: BuildJob, engine: Engine, sandbox: Sandbox, fix: bool, progress: Progress) -> Built:
     import shutil
     import tempfile
 
-    from smenv.docker.engine import Sandbox, connect
-    from smenv.verify.runner import verify_image
-
-    engine = engine or connect()  # fail fast, before minutes of locking and downloading
-    sandbox = sandbox or Sandbox(gpu=options.gpu)
     scratch = Path(tempfile.mkdtemp(prefix="smenv-build-"))  # the dependency context, and the runtime one by default
-    context_dir = context_dir or scratch / "context"
     try:
-        if online:
-            _refuse_credentials_online(requirements)
-        generated = generate(model, requirements, options, None, code=code, offline=not online, progress=progress)
-        if online and generated.lock.direct:
-            from smenv.errors import RequirementsError
-
-            raise RequirementsError(
-                f"{', '.join(generated.lock.direct)} come(s) from a local wheel or a wheel URL, which a build with "
-                "--online cannot fetch; build without --online (the host downloads them)",
-                requirements,
-            )
-
-        base_id = _require_base_image(engine, generated)
-        the_tag = tag or default_tag(generated.facts)
-        log = log_file(the_tag)
-        deps_tag = dependency_image_tag(generated, base_id, online)
-        if engine.image_exists(deps_tag):
-            progress(f"dependencies: {deps_tag} is already built")
-        else:
-            # The dependency stage, from the self-contained context (wheels included, unless --online).
-            wheel_files = None
-            if not online:
-                from smenv.env.wheels import download_wheels
-
-                wheel_files = download_wheels(generated.lock, generated.plan, progress=progress).files
-            full = _write(generated, scratch / "deps-context", code, generated.dockerfile, wheel_files)
-            progress(f"building the dependencies ({deps_tag})")
-            engine.build(full, deps_tag, log, target="deps", progress=progress)
-        # The runtime stage starts FROM that image: its context is the model and a few small files,
-        # so a rebuild sends kilobytes, not the wheels, to the engine.
-        runtime = render_dockerfile(
-            generated.facts, generated.plan, generated.lock, base_image=generated.base.image,
-            install_python=generated.base.install_python, offline=not online, has_code=bool(code),
-            deps_image=deps_tag,
-        )
-        context = _write(generated, context_dir, code, runtime, None)
-        progress(f"building {the_tag}")
-        result = engine.build(context, the_tag, log, progress=progress)
-        info = engine.image_info(the_tag)
-        verdict = verify_image(engine, the_tag, sandbox, progress=progress) if verify else None
-        built = Built(replace(generated, context=context), the_tag, result.image_id, info.size_bytes if info else 0,
-                      result.seconds, log, verdict)
-        if fix and verdict and not verdict.ok and verdict.diagnosis and verdict.diagnosis.fix_packages:
-            added = verdict.diagnosis.fix_packages
-            progress(f"--fix: rebuilding with {', '.join(added)}")
-            again = build(
-                model, requirements, replace(options, extra_packages=options.extra_packages + added),
-                tag=the_tag, code=code, online=online, sandbox=sandbox, verify=verify, fix=False,
-                engine=engine, progress=progress,
-            )
-            return replace(again, fixed=added)
-        return built
+        generated = generate_for_build(job, progress)
+        tag = job.tag or default_tag(generated.facts)
+        log = log_file(tag)
+        deps_tag = build_dependency_image(engine, generated, job, scratch / "deps-context", log, progress)
+        image = build_runtime_image(engine, generated, job, deps_tag, tag, job.context_dir or scratch / "context", log, progress)
+        verdict = verify_built_image(engine, image.tag, sandbox, progress) if job.verify else None
+        built = Built(replace(generated, context=image.context), image.tag, image.image_id, image.size_bytes,
+                      image.build_seconds, log, verdict)
+        added = fix_packages(verdict) if fix else ()
+        return fix_and_rebuild(job, tag, added, engine, sandbox, progress) if added else built
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def generate_for_build(job: BuildJob, progress: Progress) -> Generated:
+    """`generate` for a build: offline unless --online, which refuses what it would leak or cannot fetch."""
+    if job.online:
+        _refuse_credentials_online(job.requirements)
+    generated = generate(job.model, job.requirements, job.options, None, code=job.code, offline=not job.online,
+                         progress=progress)
+    if job.online and generated.lock.direct:
+        from smenv.errors import RequirementsError
+
+        raise RequirementsError(
+            f"{', '.join(generated.lock.direct)} come(s) from a local wheel or a wheel URL, which a build with "
+            "--online cannot fetch; build without --online (the host downloads them)",
+            job.requirements,
+        )
+    return generated
+
+
+def build_dependency_image(engine: Engine, generated: Generated, job: BuildJob, context_dir: Path, log: Path,
+                           progress: Progress) -> str:
+    """The dependency stage's image tag, built from the self-contained context unless the engine has it."""
+    base_id = _require_base_image(engine, generated)
+    deps_tag = dependency_image_tag(generated, base_id, job.online)
+    if engine.image_exists(deps_tag):
+        progress(f"dependencies: {deps_tag} is already built")
+        return deps_tag
+    # The dependency stage, from the self-contained context (wheels included, unless --online).
+    wheel_files = None
+    if not job.online:
+        from smenv.env.wheels import download_wheels
+
+        wheel_files = download_wheels(generated.lock, generated.plan, progress=progress).files
+    full = _write(generated, context_dir, job.code, generated.dockerfile, wheel_files)
+    progress(f"building the dependencies ({deps_tag})")
+    engine.build(full, deps_tag, log, target="deps", progress=progress)
+    return deps_tag
+
+
+def build_runtime_image(engine: Engine, generated: Generated, job: BuildJob, deps_tag: str, tag: str,
+                        context_dir: Path, log: Path, progress: Progress) -> RuntimeImage:
+    """The runtime stage, FROM the dependency image: its context is the model and a few small files,
+    so a rebuild sends kilobytes, not the wheels, to the engine."""
+    runtime = render_dockerfile(
+        generated.facts, generated.plan, generated.lock, base_image=generated.base.image,
+        install_python=generated.base.install_python, offline=not job.online, has_code=bool(job.code),
+        deps_image=deps_tag,
+    )
+    context = _write(generated, context_dir, job.code, runtime, None)
+    progress(f"building {tag}")
+    result = engine.build(context, tag, log, progress=progress)
+    info = engine.image_info(tag)
+    return RuntimeImage(tag, result.image_id, info.size_bytes if info else 0, result.seconds, context)
+
+
+def verify_built_image(engine: Engine, tag: str, sandbox: Sandbox, progress: Progress) -> Verdict:
+    from smenv.verify.runner import verify_image
+
+    return verify_image(engine, tag, sandbox, progress=progress)
+
+
+def fix_packages(verdict: Verdict | None) -> tuple[str, ...]:
+    """The packages a failed verification's diagnosis says to add; empty when the fix is not mechanical."""
+    if verdict and not verdict.ok and verdict.diagnosis:
+        return verdict.diagnosis.fix_packages
+    return ()
+
+
+def fix_and_rebuild(job: BuildJob, tag: str, added: tuple[str, ...], engine: Engine, sandbox: Sandbox,
+                    progress: Progress) -> Built:
+    """--fix: the whole build once more with `added` (under the same tag), never fixing again."""
+    progress(f"--fix: rebuilding with {', '.join(added)}")
+    options = replace(job.options, extra_packages=job.options.extra_packages + added)
+    # As before the split: the rebuild keeps its context in a temporary directory, not in --context.
+    again = _build(replace(job, options=options, tag=tag, context_dir=None), engine, sandbox, False, progress)
+    return replace(again, fixed=added)
 
 
 def dependency_image_tag(generated: Generated, base_id: str, online: bool) -> str:

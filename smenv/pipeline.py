@@ -22,7 +22,8 @@ from smenv.render.context import ContextError, ContextFiles, write_context
 from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile
 
 if TYPE_CHECKING:
-    from smenv.docker.engine import Engine, Sandbox
+    from smenv.docker.engine import Sandbox
+    from smenv.docker.interface import ContainerEngine
     from smenv.verify.runner import Verdict
 
 Progress = Callable[[str], None]
@@ -200,7 +201,7 @@ def build(
     verify: bool = True,
     fix: bool = False,
     context_dir: Path | None = None,
-    engine: Engine | None = None,
+    engine: ContainerEngine | None = None,
     progress: Progress = lambda msg: None,
 ) -> Built:
     """Generate, build the dependency image (unless built already), build the runtime image on it, verify
@@ -235,7 +236,7 @@ class RuntimeImage:
     context: Path
 
 
-def _build(job: BuildJob, engine: Engine, sandbox: Sandbox, fix: bool, progress: Progress) -> Built:
+def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, progress: Progress) -> Built:
     import shutil
     import tempfile
 
@@ -245,7 +246,8 @@ def _build(job: BuildJob, engine: Engine, sandbox: Sandbox, fix: bool, progress:
         tag = job.tag or default_tag(generated.facts)
         log = log_file(tag)
         deps_tag = build_dependency_image(engine, generated, job, scratch / "deps-context", log, progress)
-        image = build_runtime_image(engine, generated, job, deps_tag, tag, job.context_dir or scratch / "context", log, progress)
+        context_dir = job.context_dir or scratch / "context"
+        image = build_runtime_image(engine, generated, job, deps_tag, tag, context_dir, log, progress)
         verdict = verify_built_image(engine, image.tag, sandbox, progress) if job.verify else None
         built = Built(replace(generated, context=image.context), image.tag, image.image_id, image.size_bytes,
                       image.build_seconds, log, verdict)
@@ -272,8 +274,8 @@ def generate_for_build(job: BuildJob, progress: Progress) -> Generated:
     return generated
 
 
-def build_dependency_image(engine: Engine, generated: Generated, job: BuildJob, context_dir: Path, log: Path,
-                           progress: Progress) -> str:
+def build_dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJob, context_dir: Path,
+                           log: Path, progress: Progress) -> str:
     """The dependency stage's image tag, built from the self-contained context unless the engine has it."""
     base_id = _require_base_image(engine, generated)
     deps_tag = dependency_image_tag(generated, base_id, job.online)
@@ -292,7 +294,7 @@ def build_dependency_image(engine: Engine, generated: Generated, job: BuildJob, 
     return deps_tag
 
 
-def build_runtime_image(engine: Engine, generated: Generated, job: BuildJob, deps_tag: str, tag: str,
+def build_runtime_image(engine: ContainerEngine, generated: Generated, job: BuildJob, deps_tag: str, tag: str,
                         context_dir: Path, log: Path, progress: Progress) -> RuntimeImage:
     """The runtime stage, FROM the dependency image: its context is the model and a few small files,
     so a rebuild sends kilobytes, not the wheels, to the engine."""
@@ -308,7 +310,7 @@ def build_runtime_image(engine: Engine, generated: Generated, job: BuildJob, dep
     return RuntimeImage(tag, result.image_id, info.size_bytes if info else 0, result.seconds, context)
 
 
-def verify_built_image(engine: Engine, tag: str, sandbox: Sandbox, progress: Progress) -> Verdict:
+def verify_built_image(engine: ContainerEngine, tag: str, sandbox: Sandbox, progress: Progress) -> Verdict:
     from smenv.verify.runner import verify_image
 
     return verify_image(engine, tag, sandbox, progress=progress)
@@ -321,7 +323,7 @@ def fix_packages(verdict: Verdict | None) -> tuple[str, ...]:
     return ()
 
 
-def fix_and_rebuild(job: BuildJob, tag: str, added: tuple[str, ...], engine: Engine, sandbox: Sandbox,
+def fix_and_rebuild(job: BuildJob, tag: str, added: tuple[str, ...], engine: ContainerEngine, sandbox: Sandbox,
                     progress: Progress) -> Built:
     """--fix: the whole build once more with `added` (under the same tag), never fixing again."""
     progress(f"--fix: rebuilding with {', '.join(added)}")
@@ -355,7 +357,7 @@ def _write(generated: Generated, out: Path, code: tuple[Path, ...], dockerfile: 
     )
 
 
-def _require_base_image(engine, generated: Generated) -> str:
+def _require_base_image(engine: ContainerEngine, generated: Generated) -> str:
     """The base image's id; a clear error when the engine lacks it (nothing is ever pulled)."""
     from smenv.docker.base_image import DEBIAN_FOR_PYTHON
     from smenv.errors import BaseImageError

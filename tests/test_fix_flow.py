@@ -6,31 +6,69 @@ flow); resolution and locking are real. tests/test_docker_build.py proves real b
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from conftest import FIXTURES
 from smenv import pipeline
-from smenv.docker.engine import BuildResult, ImageInfo
+from smenv.docker.engine import BuildResult, Engine, ImageInfo, Sandbox, SandboxRun
+from smenv.docker.interface import ContainerEngine
 from smenv.env.resolve import ResolveOptions
 from smenv.verify.diagnose import Diagnosis
 from smenv.verify.runner import Verdict
 
 
 class FakeEngine:
+    """A ContainerEngine: images always exist except dependency images, which it 'builds' instantly."""
+
     def __init__(self):
         self.builds: list[tuple[str, str | None, str]] = []
 
-    def image_exists(self, ref):
+    def image_exists(self, ref: str) -> bool:
         return not ref.startswith("smenv-deps:")  # the base image is there; dependencies get built
 
-    def image_info(self, ref):
+    def image_info(self, ref: str) -> ImageInfo | None:
         return ImageInfo(id="sha256:" + "0" * 64, tags=(ref,), size_bytes=1, labels={}, created="")
 
-    def build(self, context, tag, log_path, target=None, progress=None):
+    def build(
+        self,
+        context: Path,
+        tag: str,
+        log_path: Path,
+        target: str | None = None,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> BuildResult:
         self.builds.append((tag, target, (Path(context) / "requirements.lock").read_text()))
         return BuildResult("sha256:" + "0" * 64, tag, 0.1, 1, 0)
+
+    def read_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes:
+        raise NotImplementedError("verification is faked at verify_image (the verdicts fixture)")
+
+    def run_sandboxed(self, image: str, command: Sequence[str], sandbox: Sandbox) -> SandboxRun:
+        raise NotImplementedError("verification is faked at verify_image (the verdicts fixture)")
+
+
+def protocol_methods() -> list[str]:
+    return [name for name, value in vars(ContainerEngine).items() if inspect.isfunction(value) and not name.startswith("_")]
+
+
+def shape(function) -> list[tuple]:
+    """A signature as names, kinds, annotations (strings: every module involved defers them) and whether
+    each parameter has a default; the default values themselves may differ (a fresh lambda each)."""
+    signature = inspect.signature(function)
+    parameters = [(p.name, p.kind, p.annotation, p.default is p.empty) for p in signature.parameters.values()]
+    return parameters + [("return", signature.return_annotation)]
+
+
+@pytest.mark.parametrize("implementation", [Engine, FakeEngine])
+def test_the_real_engine_and_the_fake_implement_the_same_interface(implementation):
+    methods = protocol_methods()
+    assert {"build", "image_exists", "image_info", "read_file", "run_sandboxed"} <= set(methods)
+    for name in methods:
+        assert shape(getattr(implementation, name)) == shape(getattr(ContainerEngine, name)), name
 
 
 @pytest.fixture

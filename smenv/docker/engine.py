@@ -17,7 +17,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import docker
 import docker.errors
@@ -126,7 +126,10 @@ def connect(environ: Mapping[str, str] | None = None, timeout: float = PING_TIME
 
 
 class Engine:
-    """The local (or DOCKER_HOST) Docker engine; create it with `connect()`."""
+    """The local (or DOCKER_HOST) Docker engine; create it with `connect()`.
+
+    It implements smenv.docker.interface.ContainerEngine, what the pipeline needs of an engine.
+    """
 
     def __init__(self, client: docker.DockerClient, endpoint: Endpoint, version: Mapping):
         self.client = client  # for operations not wrapped yet; prefer adding a method here
@@ -238,7 +241,7 @@ class Engine:
         tag: str,
         log_path: Path,
         target: str | None = None,
-        progress=lambda message: None,
+        progress: Callable[[str], None] = lambda message: None,
     ) -> BuildResult:
         """`docker build` through the Engine API, streaming every line to `log_path`.
 

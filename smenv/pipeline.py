@@ -203,13 +203,15 @@ def build(
     context_dir: Path | None = None,
     engine: ContainerEngine | None = None,
     progress: Progress = lambda msg: None,
+    sample_input: Path | None = None,
 ) -> Built:
     """Generate, build the dependency image (unless built already), build the runtime image on it, verify
-    it; with `fix`, rebuild once with the packages a diagnosis names."""
+    it (with `sample_input`, an .npz of arrays named after the inputs, instead of made-up input); with
+    `fix`, rebuild once with the packages a diagnosis names."""
     from smenv.docker.engine import Sandbox, connect
 
     engine = engine or connect()  # fail fast, before minutes of locking and downloading
-    job = BuildJob(model, requirements, options, tag, tuple(code), online, verify, context_dir)
+    job = BuildJob(model, requirements, options, tag, tuple(code), online, verify, context_dir, sample_input)
     return _build(job, engine, sandbox or Sandbox(gpu=options.gpu), fix, progress)
 
 
@@ -225,6 +227,7 @@ class BuildJob:
     online: bool
     verify: bool
     context_dir: Path | None  # where the runtime context is kept; None: a temporary directory
+    sample_input: Path | None = None  # --sample-input: what verification feeds the model
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, 
         deps_tag = build_dependency_image(engine, generated, job, scratch / "deps-context", log, progress)
         context_dir = job.context_dir or scratch / "context"
         image = build_runtime_image(engine, generated, job, deps_tag, tag, context_dir, log, progress)
-        verdict = verify_built_image(engine, image.tag, sandbox, progress) if job.verify else None
+        verdict = verify_built_image(engine, image.tag, sandbox, progress, job.sample_input) if job.verify else None
         built = Built(replace(generated, context=image.context), image.tag, image.image_id, image.size_bytes,
                       image.build_seconds, log, verdict)
         added = fix_packages(verdict) if fix else ()
@@ -310,10 +313,11 @@ def build_runtime_image(engine: ContainerEngine, generated: Generated, job: Buil
     return RuntimeImage(tag, result.image_id, info.size_bytes if info else 0, result.seconds, context)
 
 
-def verify_built_image(engine: ContainerEngine, tag: str, sandbox: Sandbox, progress: Progress) -> Verdict:
+def verify_built_image(engine: ContainerEngine, tag: str, sandbox: Sandbox, progress: Progress,
+                       sample_input: Path | None = None) -> Verdict:
     from smenv.verify.runner import verify_image
 
-    return verify_image(engine, tag, sandbox, progress=progress)
+    return verify_image(engine, tag, sandbox, sample_input=sample_input, progress=progress)
 
 
 def fix_packages(verdict: Verdict | None) -> tuple[str, ...]:

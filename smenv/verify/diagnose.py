@@ -1,7 +1,8 @@
 """Say why a model did not load in its image, in plain words, and what to change.
 
 `diagnose()` is pure: it reads the verifier's result (smenv/runtime/verify.py prints it after
-`SMENV_RESULT `), the plan (smenv.json) and what Docker saw (time-out, OOM kill, exit code, stderr).
+`SMENV_RESULT `), the plan (smenv.json, read once into an ImagePlan: smenv/verify/image_plan.py) and
+what Docker saw (time-out, OOM kill, exit code, stderr).
 Each rule matches a message TensorFlow, Keras, NumPy or Python really raises; its source is named
 beside the pattern. A fix that is only "add this package" is also put in `fix_packages`, which
 `--fix` hands back to the resolver.
@@ -17,12 +18,12 @@ from functools import cache
 from importlib import resources
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 
 from smenv.env import companion_pins, releases
 from smenv.model.companions import package_for_object, package_for_op
 from smenv.model.facts import CustomObject
 from smenv.model.keras_config import builtin_class_names
+from smenv.verify.image_plan import ImagePlan
 
 # kind -> exit code of `smenv build/verify`: part of the CLI contract (smenv/errors.py lists 20-31).
 KINDS = {
@@ -65,65 +66,6 @@ def _diag(kind: str, summary: str, fix: str, details: dict | None = None, fix_pa
     return Diagnosis(kind, KINDS[kind], _one_line(summary), fix, details or {}, fix_packages)
 
 
-# -- the plan, as the rules need it ---------------------------------------------------------------
-
-
-class _Plan:
-    """The few facts of smenv.json the rules use, read defensively (a dry-run plan has no lock)."""
-
-    def __init__(self, plan: dict):
-        env = plan.get("environment") or {}
-        self.model = plan.get("model") or {}
-        self.tf = env.get("tensorflow_version") or "unknown"
-        self.release = releases.get(self.tf)
-        self.python = env.get("python")
-        self.legacy_keras = bool(env.get("legacy_keras"))
-        self.keras3 = env.get("keras_major") == 3 and not self.legacy_keras
-        self.locked = {k.lower(): v for k, v in ((plan.get("lock") or {}).get("packages") or {}).items()}
-        self.code = [re.sub(r"\.py$", "", c) for c in ((plan.get("image") or {}).get("code") or [])]
-        self.imports = list((plan.get("image") or {}).get("imports") or [])  # modules the verifier imports first
-        self.objects = [
-            CustomObject(o.get("class_name") or "", o.get("module"), o.get("registered_name"), o.get("kind") or "class")
-            for o in self.model.get("custom_objects") or []
-        ]
-
-    def requirement(self, package: str) -> str | None:
-        """`package` pinned to go with the image's TensorFlow; None when no release of it does."""
-        if self.release is None:
-            return package
-        spec = companion_pins.specifier(package, self.release)
-        return None if spec is None else package + spec
-
-    def find_object(self, name: str) -> CustomObject | None:
-        bare = name.split(">")[-1]  # registered names are "package>Name"
-        for o in self.objects:
-            if name in (o.class_name, o.registered_name) or o.class_name == bare:
-                return o
-        return None
-
-    def producer_release(self) -> str | None:
-        """The release that wrote the model, when it is newer than the image's TensorFlow."""
-        producer = self.model.get("tensorflow_version")
-        if not producer:
-            return None
-        try:
-            wrote = releases.for_producer(producer).release.version
-            return wrote if Version(wrote) > Version(self.tf) else None
-        except (releases.UnknownRelease, InvalidVersion):
-            return None
-
-    def keras3_release(self) -> str:
-        """A TensorFlow release whose Keras 3 reads this model."""
-        kv = self.model.get("keras_version") or ""
-        if kv.startswith("3."):
-            try:
-                return releases.for_keras(kv).release.version
-            except releases.UnknownRelease:
-                pass
-        first = next((r.version for r in releases.table() if r.keras_major == 3), "2.16.1")
-        return f"{first} or newer"
-
-
 @cache
 def _module_of(package: str) -> str:
     """The module a companion package installs (smenv/data/companions.json)."""
@@ -142,7 +84,7 @@ def _package_for_module(module: str) -> str | None:
     return _EXTRA_MODULES.get(root) or package_for_object(CustomObject("", root, None))
 
 
-def _add_package(kind: str, summary: str, package: str, details: dict, plan: _Plan) -> Diagnosis:
+def _add_package(kind: str, summary: str, package: str, details: dict, plan: ImagePlan) -> Diagnosis:
     """The fix is a companion package: pinned to the image's TensorFlow, mechanical when a release fits."""
     requirement = plan.requirement(package)
     details = {**details, "package": package, "requirement": requirement}
@@ -181,7 +123,7 @@ _NUMPY_NEWER_ABI = re.compile(
 _SITE_PACKAGE = re.compile(r"(?:site|dist)-packages/([A-Za-z_]\w*)")
 
 
-def _numpy_abi(text: str, plan: _Plan) -> Diagnosis | None:
+def _numpy_abi(text: str, plan: ImagePlan) -> Diagnosis | None:
     older = _NUMPY2_ABI.search(text)
     if not older and not _NUMPY_NEWER_ABI.search(text):
         return None
@@ -211,7 +153,7 @@ def _numpy_abi(text: str, plan: _Plan) -> Diagnosis | None:
 _OP_MISSING = re.compile(r"Op type not registered '([^']+)'")
 
 
-def _op_not_registered(text: str, plan: _Plan) -> Diagnosis | None:
+def _op_not_registered(text: str, plan: ImagePlan) -> Diagnosis | None:
     m = _OP_MISSING.search(text)
     if not m:
         return None
@@ -237,11 +179,11 @@ _TOO_NEW = (
 )
 
 
-def _savedmodel_too_new(text: str, plan: _Plan) -> Diagnosis | None:
+def _savedmodel_too_new(text: str, plan: ImagePlan) -> Diagnosis | None:
     m = _TOO_NEW[0].search(text) or _TOO_NEW[1].search(text)
     if not m:
         return None
-    producer = plan.model.get("tensorflow_version")
+    producer = plan.model_tensorflow
     newer = plan.producer_release()
     details = {"producer": producer, "release": plan.tf, "evidence": m.group(0)}
     summary = (f"the model was saved by TensorFlow {producer}, newer than the image's {plan.tf}" if producer
@@ -265,7 +207,7 @@ _LAMBDA_SAFE_MODE = re.compile(
 _BYTECODE = re.compile(r"bad marshal data|unknown opcode")
 
 
-def _lambda(text: str, plan: _Plan) -> Diagnosis | None:
+def _lambda(text: str, plan: ImagePlan) -> Diagnosis | None:
     python = plan.python or "its Python"
     if _LAMBDA_SAFE_MODE.search(text):
         return _diag(
@@ -293,7 +235,7 @@ _KERAS3_FILE = re.compile(r"Unrecognized keyword arguments[^\n]*'batch_shape'")
 _NOT_KERAS3_FILE = re.compile(r"File format not supported: filepath=")
 
 
-def _keras_format(text: str, plan: _Plan) -> Diagnosis | None:
+def _keras_format(text: str, plan: ImagePlan) -> Diagnosis | None:
     if _KERAS3_FILE.search(text):
         return _format_mismatch(plan, runtime_keras3=False, evidence="batch_shape")
     if _NOT_KERAS3_FILE.search(text):
@@ -301,8 +243,8 @@ def _keras_format(text: str, plan: _Plan) -> Diagnosis | None:
     return None
 
 
-def _format_mismatch(plan: _Plan, runtime_keras3: bool, evidence: str) -> Diagnosis:
-    details = {"runtime_keras": 3 if runtime_keras3 else 2, "model_keras": plan.model.get("keras_version"), "evidence": evidence}
+def _format_mismatch(plan: ImagePlan, runtime_keras3: bool, evidence: str) -> Diagnosis:
+    details = {"runtime_keras": 3 if runtime_keras3 else 2, "model_keras": plan.model_keras, "evidence": evidence}
     if runtime_keras3:
         requirement = plan.requirement("tf-keras")
         summary = f"the model was saved by Keras 2, but TensorFlow {plan.tf} loads it with Keras 3, which cannot read it"
@@ -321,7 +263,7 @@ def _format_mismatch(plan: _Plan, runtime_keras3: bool, evidence: str) -> Diagno
 _WEIGHTS_ONLY = re.compile(r"No model config found in the file|No model found in config file")
 
 
-def _weights_only(text: str, plan: _Plan) -> Diagnosis | None:
+def _weights_only(text: str, plan: ImagePlan) -> Diagnosis | None:
     if not _WEIGHTS_ONLY.search(text):
         return None
     return _diag(
@@ -346,7 +288,7 @@ _CONFIG_MODULE = re.compile(r"'module': '([\w.]+)'")  # Keras 3 appends "Full ob
 _KERAS_ROOTS = ("keras", "tf_keras", "tensorflow")
 
 
-def _unknown_object(text: str, plan: _Plan) -> Diagnosis | None:
+def _unknown_object(text: str, plan: ImagePlan) -> Diagnosis | None:
     for pattern in _UNKNOWN_OBJECT:
         m = pattern.search(text)
         if m:
@@ -374,9 +316,9 @@ def _unknown_object(text: str, plan: _Plan) -> Diagnosis | None:
     return _diag("unknown_object", summary, _code_fix(bare, module, plan), details)
 
 
-def _unknown_keras_class(name: str, plan: _Plan) -> Diagnosis:
+def _unknown_keras_class(name: str, plan: ImagePlan) -> Diagnosis:
     """A Keras class the image's Keras lacks: the other Keras generation, or a newer Keras release."""
-    kv = plan.model.get("keras_version") or ""
+    kv = plan.model_keras or ""
     if not kv or kv.startswith("3.") != plan.keras3:
         return _format_mismatch(plan, runtime_keras3=plan.keras3, evidence=f"unknown Keras class {name}")
     try:
@@ -391,7 +333,7 @@ def _unknown_keras_class(name: str, plan: _Plan) -> Diagnosis:
     )
 
 
-def _code_fix(name: str, module: str | None, plan: _Plan) -> str:
+def _code_fix(name: str, module: str | None, plan: ImagePlan) -> str:
     if not module or module == "__main__":
         return (f"{name} was defined in the training script itself, so no module provides it: move it into a module, "
                 "register it with @keras.saving.register_keras_serializable(), save the model again, and rebuild with --code")
@@ -405,7 +347,7 @@ def _code_fix(name: str, module: str | None, plan: _Plan) -> str:
 _NO_MODULE = re.compile(r"No module named '([\w.]+)'")  # Python's ModuleNotFoundError
 
 
-def _missing_module(text: str, plan: _Plan) -> Diagnosis | None:
+def _missing_module(text: str, plan: ImagePlan) -> Diagnosis | None:
     m = _NO_MODULE.search(text)
     if not m:
         return None
@@ -431,7 +373,7 @@ def _missing_module(text: str, plan: _Plan) -> Diagnosis | None:
 _TFP_NEEDS_TF = re.compile(r"This version of TensorFlow Probability requires TensorFlow version >= ?([\d.]+)")
 
 
-def _tfp_version(text: str, plan: _Plan) -> Diagnosis | None:
+def _tfp_version(text: str, plan: ImagePlan) -> Diagnosis | None:
     m = _TFP_NEEDS_TF.search(text)
     if not m:
         return None
@@ -444,13 +386,13 @@ def _tfp_version(text: str, plan: _Plan) -> Diagnosis | None:
     return _diag("load_failed", summary, f"add {requirement} to requirements.txt (or rerun with --fix)", details, (requirement,))
 
 
-_RULES: tuple[Callable[[str, _Plan], Diagnosis | None], ...] = (
+_RULES: tuple[Callable[[str, ImagePlan], Diagnosis | None], ...] = (
     _numpy_abi, _op_not_registered, _savedmodel_too_new, _lambda, _keras_format,
     _weights_only, _unknown_object, _missing_module, _tfp_version,
 )
 
 
-def _match(texts: list[str], plan: _Plan) -> Diagnosis | None:
+def _match(texts: list[str], plan: ImagePlan) -> Diagnosis | None:
     """The first rule that recognises a text; the exception message outranks traceback and logs."""
     for text in texts:
         if not text:
@@ -471,7 +413,7 @@ _NO_AVX = re.compile(r"compiled to use AVX instructions, but these aren't availa
 
 def diagnose(
     result: dict | None,
-    plan: dict,
+    plan: dict | ImagePlan,
     *,
     timed_out: bool = False,
     oom_killed: bool = False,
@@ -479,7 +421,7 @@ def diagnose(
     logs: str = "",
 ) -> Diagnosis:
     """Classify a failed verification. `result` is the verifier's JSON, None when it printed none."""
-    p = _Plan(plan)
+    p = plan if isinstance(plan, ImagePlan) else ImagePlan.from_json(plan)
     stage = (result or {}).get("stage")
     if timed_out:
         return _with_stage(_timeout(logs), stage)
@@ -494,7 +436,7 @@ def diagnose(
     return _with_stage(found or _fallback(result, error, exit_code), stage)
 
 
-def _custom_object_not_in_image(plan: _Plan, error: dict) -> Diagnosis | None:
+def _custom_object_not_in_image(plan: ImagePlan, error: dict) -> Diagnosis | None:
     """When the error names nothing useful, the model's own facts may.
 
     tf.keras 2.x leaves an unresolvable class in a functional config as a string and then fails with
@@ -532,8 +474,8 @@ def _timeout(logs: str) -> Diagnosis:
     )
 
 
-def _out_of_memory(plan: _Plan, oom_killed: bool, exit_code: int | None) -> Diagnosis:
-    size = plan.model.get("size_bytes")
+def _out_of_memory(plan: ImagePlan, oom_killed: bool, exit_code: int | None) -> Diagnosis:
+    size = plan.model_size_bytes
     on_disk = f" (its files alone take {size / 2**30:.1f} GiB)" if size else ""
     summary = ("the container ran out of memory and was killed" if oom_killed
                else "the container was killed (exit 137, SIGKILL) before it reported, almost always at its memory limit")

@@ -85,9 +85,6 @@ class TextMessage:
     def get(self, wanted: dict[int, str]) -> dict[str, object]:
         return {wanted[n]: v for n, _, v in self.fields() if n in wanted}
 
-    def strings(self, number: int) -> list[str]:
-        return [m.text() for m in self.messages(number)]
-
 
 def parse_file(path: Path, root_type: str) -> TextMessage:
     size = path.stat().st_size

@@ -175,18 +175,6 @@ class Message:
                 out[name] = v
         return out
 
-    def strings(self, number: int) -> list[str]:
-        return [m.text() for m in self.messages(number)]
-
-    def packed_varints(self) -> list[int]:
-        """Decode this span as a packed repeated varint field."""
-        data = memoryview(self.bytes())
-        out, rel = [], 0
-        while rel < len(data):
-            v, rel = _varint(data, rel, len(data), self._start)
-            out.append(v)
-        return out
-
 
 def _varint(buf: memoryview, rel: int, blen: int, base: int) -> tuple[int, int]:
     result = shift = 0

@@ -50,7 +50,6 @@ class GraphContents:
     graph_producer: int | None
     signatures: list[Signature]
     ops: Counter
-    stripped_ops: set[str]
     # (identifier, metadata JSON) of Keras user objects in the object graph (TF 2.0-2.4 layout).
     keras_objects: list[tuple[str, dict]] = field(default_factory=list)
 
@@ -111,7 +110,6 @@ def _read_meta_graph(mg) -> GraphContents:
     info = parts.get("meta_info_def")
     tags: list[str] = []
     tf_version = git_version = None
-    stripped: set[str] = set()
     if info is not None and hasattr(info, "fields"):
         for number, wtype, value in info.fields():
             name = _MI.get(number)
@@ -121,8 +119,6 @@ def _read_meta_graph(mg) -> GraphContents:
                 tf_version = value.text() or None
             elif name == "tensorflow_git_version" and wtype == LEN:
                 git_version = normalise_git_version(value.text())
-            elif name == "stripped_op_list" and wtype == LEN:
-                stripped = {op.first(1).text() for op in value.messages(1) if op.first(1) is not None}
     ops, producer = Counter(), None
     graph = parts.get("graph_def")
     if graph is not None:
@@ -143,7 +139,6 @@ def _read_meta_graph(mg) -> GraphContents:
         graph_producer=producer,
         signatures=sorted(signatures, key=lambda s: s.name),
         ops=ops,
-        stripped_ops=stripped,
         keras_objects=objects,
     )
 

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import tarfile
 from pathlib import Path
 
 import pytest
+
+from frozen_index import FrozenIndex, FrozenIndexServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -43,6 +46,42 @@ def literal(cell: str) -> str:
     """`the literal text `b'v1.12.0-...'`` -> the stored text; other cells as they are."""
     m = re.search(r"`([^`]*)`", cell)
     return m.group(1) if m else cell
+
+
+# The package index: every test resolves against tests/index/ (frozen_index.py), served on 127.0.0.1,
+# so the same commit gives the same locks next year and the suite needs no network. Only tests marked
+# `network` see the live index (through the user's own configuration), because users do.
+INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL")
+_INDEXES: list[FrozenIndex] = []  # for the end-of-run report of what the frozen data lacked
+
+
+@pytest.fixture(scope="session")
+def frozen_index():
+    index = FrozenIndex(mode=os.environ.get("SMENV_FREEZE_INDEX", "replay"))
+    _INDEXES.append(index)
+    with FrozenIndexServer(index) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def index_for_the_test(request, monkeypatch):
+    if request.node.get_closest_marker("network"):
+        yield None
+        return
+    server = request.getfixturevalue("frozen_index")
+    for name in INDEX_VARIABLES:
+        monkeypatch.setenv(name, server.url)
+    for name in ("UV_EXTRA_INDEX_URL", "UV_INDEX", "PIP_EXTRA_INDEX_URL", "UV_FIND_LINKS", "PIP_FIND_LINKS"):
+        monkeypatch.delenv(name, raising=False)
+    yield server
+
+
+def pytest_terminal_summary(terminalreporter):
+    misses = sorted({miss for index in _INDEXES for miss in index.misses})
+    if misses:
+        terminalreporter.write_line(
+            f"frozen index: the tests asked for {len(misses)} file(s) that tests/index lacks "
+            f"(record them with SMENV_FREEZE_INDEX=record): {', '.join(misses[:20])}", red=True)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import tarfile
-import time
 import uuid
 from pathlib import Path
 
@@ -148,11 +147,11 @@ def test_throwaway_run_has_no_network_and_reports_failure(docker_engine, base_im
 
 
 @pytest.mark.docker
-def test_second_call_is_reused_quickly(docker_engine, base_image_311):
+def test_second_call_reuses_the_image(docker_engine, base_image_311):
+    """Reused means nothing was made again: no debootstrap, no import (how long it takes is for the bench)."""
     messages: list[str] = []
-    started = time.monotonic()
     again = build_base_image(docker_engine, "3.11", progress=messages.append)
-    assert time.monotonic() - started < 2.0
+    assert not {"debootstrap", "import"} & set(again.seconds)
     assert again.reused and again.image_id == base_image_311.image_id
     assert again.origin == "debootstrap" and again.python_full.startswith("3.11.")
     assert messages and "reusing" in messages[0]

@@ -9,7 +9,7 @@ private TMPDIR, which must be empty afterwards.
 
 The tf215 image is built once per module (from the Docker cache when test_docker_build ran first)
 and verification is skipped where it is not the point; the whole file takes about two minutes and
-reports its elapsed time at the end (it must stay well under ten).
+reports its elapsed time at the end (a figure to watch, not a test: timings belong in `make bench`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from smenv.env.resolve import ResolveOptions
 
 pytestmark = pytest.mark.docker
 MODEL = FIXTURES / "models" / "tf215-savedmodel"
-FILE_BUDGET_S = 540  # the whole file; CI's limit for it is ten minutes
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,7 +47,6 @@ def elapsed(request):
     if reporter is not None and capture is not None:
         with capture.global_and_fixture_disabled():
             reporter.write_line(f"\ntests/test_faults.py: {seconds:.0f} s in all")
-    assert seconds < FILE_BUDGET_S, f"test_faults.py took {seconds:.0f} s"
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

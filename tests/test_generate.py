@@ -9,11 +9,13 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from conftest import REPO
 from smenv import pipeline
@@ -78,9 +80,10 @@ def test_golden(case, tmp_path):
     check_golden(GOLDEN / case / "Dockerfile", (tmp_path / "ctx" / "Dockerfile").read_text())
     check_golden(GOLDEN / case / "plan.txt", summary(result))
     lock = (tmp_path / "ctx" / "requirements.lock").read_text()
-    assert "--hash=sha256:" in lock
-    for name, version in result.lock.packages.items():  # every package pinned and hashed
-        assert f"{name}=={version} \\\n    --hash=sha256:" in lock.replace("_", "-") or name in lock
+    # Every package pinned and followed by its hashes, and nothing else installed.
+    pinned = {canonicalize_name(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9._-]+)==(\S+) \\\n    --hash=sha256:[0-9a-f]{64}", lock, re.M)}
+    assert pinned == result.lock.packages
+    assert len(re.findall(r"^[^\s#]", lock, re.M)) == len(pinned)
 
 
 def test_same_inputs_give_byte_identical_contexts(tmp_path):

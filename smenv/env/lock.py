@@ -23,12 +23,20 @@ from datetime import datetime, timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.target import UV_PLATFORM, wheel_tags
 from smenv.errors import LockError
 from smenv.user_dirs import cache_dir
+
+# The uv releases smenv runs with: from the first with every flag _compile passes (--exclude-newer-package
+# 0.9.0, --excludes 0.9.10; ../shared/reference/tensorflow-facts.md) to the newest minor the test suite has
+# run with. The same range is in pyproject.toml; tests/test_uv_contract.py checks the texts parsed here.
+UV_SUPPORTED = SpecifierSet(">=0.9.10,<0.14")
+PYPI_SIMPLE = "https://pypi.org/simple"
 
 # Exempt packages are pinned on purpose; their cut-off is lifted by giving them a far date.
 NO_CUTOFF = "2999-12-31T00:00:00Z"
@@ -99,9 +107,21 @@ class Lock:
 
 
 def uv_binary() -> str:
+    """uv's binary, refused (exit 8) outside the range whose flags and messages smenv knows."""
     from uv import find_uv_bin
 
+    version = _uv_version()
+    if Version(version) not in UV_SUPPORTED:
+        raise LockError(
+            f"uv {version} is installed, but smenv works with uv {UV_SUPPORTED} (its flags and messages are "
+            f"tested for those releases): pip install 'uv{UV_SUPPORTED}'"
+        )
     return find_uv_bin()
+
+
+def default_index_url() -> str:
+    """The index uv resolves against when requirements.txt names none: uv's own settings, else PyPI."""
+    return os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL") or PYPI_SIMPLE
 
 
 def lock(plan: EnvironmentPlan, progress=lambda msg: None, cache: Path | None = None) -> tuple[Lock, list[str]]:
@@ -144,7 +164,8 @@ def _cache_key(plan: EnvironmentPlan) -> str:
         "python": list(plan.python_candidates),
         "forced": plan.python_forced,
         "tf": [plan.tensorflow_version, plan.tensorflow_package],
-        "index": [plan.index.index_url, list(plan.index.extra_index_urls), list(plan.index.find_links), plan.index.no_index],
+        "index": [plan.index.index_url or default_index_url(), list(plan.index.extra_index_urls),
+                  list(plan.index.find_links), plan.index.no_index],
         "uv": _uv_version(),
         "smenv": __version__,
         "platform": UV_PLATFORM,
@@ -288,7 +309,10 @@ def _compile(plan, python, work: Path, name: str, requirements, constraints, exc
         cmd += ["--extra-index-url", url]
     for link in index.find_links:
         cmd += ["--find-links", link]
-    env = dict(os.environ, NO_COLOR="1", UV_NO_PROGRESS="1")
+    # Never download an interpreter: uv would look for one of the target Python (3.8, 3.9...) and try
+    # to fetch it from GitHub, which a host without that route waits on for minutes; with downloads off
+    # it reads what it needs with the host's interpreter (../shared/reference/tensorflow-facts.md).
+    env = dict(os.environ, NO_COLOR="1", UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=work)
     if cutoff and _NO_UPLOAD_TIME.search(proc.stderr):
         # Whether or not uv found a solution: without upload times it dropped that index's files.
@@ -305,7 +329,7 @@ def first_wheel_cutoff(name: str, python: str, after: str, index_url: str | None
     Reads upload times from the index's JSON simple API (PEP 691/700); None when the index has no
     such API or is private (credentials are never sent from here).
     """
-    base = (index_url or "https://pypi.org/simple").rstrip("/")
+    base = (index_url or default_index_url()).rstrip("/")
     if "@" in base.split("//", 1)[-1].split("/", 1)[0]:
         return None
     request = urllib.request.Request(f"{base}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})

@@ -354,7 +354,6 @@ def _write(generated: Generated, out: Path, code: tuple[Path, ...], dockerfile: 
             lock_text=generated.lock.text,
             plan_json=generated.plan_json,
             model_root=root,
-            model_subpath="" if root.is_dir() else root.name,
             code_paths=tuple(code),
             wheel_files=wheel_files,
         ),

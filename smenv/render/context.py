@@ -28,19 +28,16 @@ class ContextFiles:
     lock_text: str
     plan_json: dict
     model_root: Path  # a SavedModel directory or a model file
-    model_subpath: str  # where the model lands under model/ ("" for a directory)
     code_paths: tuple[Path, ...] = ()
     wheel_files: tuple[Path, ...] | None = None  # the lock's downloaded wheels (offline builds)
 
 
-def write_context(out: Path, files: ContextFiles, replace: bool = True) -> Path:
+def write_context(out: Path, files: ContextFiles) -> Path:
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise ContextError("exists and is not a directory; choose another --output", out)
     if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):
         raise ContextError("exists and is not an smenv build context; choose another --output", out)
-    if out.exists() and not replace:
-        raise ContextError("exists; pass --force to replace it", out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file where a directory should be, no permission, read-only filesystem
@@ -111,25 +108,39 @@ def _copy_file(src: Path, dest: Path) -> None:
 
 def _copy_tree(src: Path, dest: Path) -> None:
     """Copy a directory; symlinks are followed only when they stay inside it."""
-    root = src.resolve()
     dest.mkdir()
     os.chmod(dest, 0o755)
+    for rel, path in safe_tree(src):
+        if path is None:
+            (dest / rel).mkdir()
+            os.chmod(dest / rel, 0o755)
+        else:
+            _copy_file(path, dest / rel)
+
+
+def safe_tree(src: Path):
+    """(relative path, file) for every directory (file None) and file under `src`, parents first, sorted.
+
+    What goes into an image from a model or --code directory: a directory symlink is refused, and so is
+    a file symlink that leads out of `src` (it would copy a host file into the image).
+    """
+    root = src.resolve()
     for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        dirnames.sort()
         here = Path(dirpath)
         rel = here.relative_to(src)
-        for name in sorted(dirnames):
+        for name in dirnames:
             p = here / name
             if p.is_symlink():
                 raise UnsafeModel(f"directory symlink {p.relative_to(src)} is not copied into an image", src)
-            (dest / rel / name).mkdir()
-            os.chmod(dest / rel / name, 0o755)
+            yield rel / name, None
         for name in sorted(filenames):
             p = here / name
             if p.is_symlink():
                 target = p.resolve()
                 if root not in target.parents:
                     raise UnsafeModel(f"{p.relative_to(src)} links outside the model directory", src)
-            _copy_file(p, dest / rel / name)
+            yield rel / name, p
 
 
 def _link_or_copy(wheels: tuple[Path, ...], dest: Path) -> None:

@@ -39,10 +39,6 @@ def print_error(error: SmenvError, as_json: bool) -> None:
     err.print(Text(f"smenv: error: {error}"), soft_wrap=True)
 
 
-def note(message: str) -> None:
-    err.print(Text(f"smenv: {message}", style="dim"), soft_wrap=True)
-
-
 @contextmanager
 def progress() -> Iterator[Callable[[str], None]]:
     """A status line on stderr for long steps; each message is also kept as a log line.

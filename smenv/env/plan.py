@@ -58,7 +58,3 @@ class EnvironmentPlan:
             i = topics.index(decision.topic)
             return replace(self, decisions=self.decisions[:i] + (decision,) + self.decisions[i + 1:])
         return replace(self, decisions=self.decisions + (decision,))
-
-    @property
-    def warnings(self) -> list[Decision]:
-        return [d for d in self.decisions if d.level == "warning"]

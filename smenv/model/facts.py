@@ -35,6 +35,29 @@ class Signature:
 
 
 @dataclass(frozen=True)
+class InputHint:
+    """What a valid value of one input looks like, as far as the model's files say (smenv/model/input_hints.py)."""
+
+    name: str
+    dtype: str | None
+    shape: tuple[int | None, ...] | None
+    values: str  # normal | zeros | ids | text | example: what the verifier feeds (VALUE_KINDS in input_hints.py)
+    low: int | None = None  # values "ids": integers in [low, high)
+    high: int | None = None
+    because: str | None = None  # the fact behind `values`, e.g. "feeds Embedding 'embedding' (input_dim 1188)"
+
+
+@dataclass(frozen=True)
+class CallHint:
+    """How the in-image verifier should make up an input for one signature ("keras_model" for a Keras model)."""
+
+    signature: str
+    inputs: tuple[InputHint, ...]
+    lengths: tuple[int, ...] = ()  # sizes for unknown non-batch dimensions, tried in order until a call succeeds
+    because: str | None = None  # why the first length, when the layers set it
+
+
+@dataclass(frozen=True)
 class MetaGraph:
     tags: tuple[str, ...]
     tensorflow_version: str | None
@@ -79,6 +102,7 @@ class ModelFacts:
     keras_backend: str | None = None
     layers: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    call_hints: tuple[CallHint, ...] = ()  # for the verifier's synthetic input, read from configs and signatures
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smenv.model import companions, keras_config
+from smenv.model import companions, input_hints, keras_config
 from smenv.model.digest import model_digest
 from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, SAVEDMODEL, ModelFacts
 from smenv.model.hdf5_file import read_h5
@@ -58,12 +58,16 @@ def _savedmodel(root: Path, tags: tuple[str, ...] | None, notes: list[str]) -> d
         keras_nodes = primary.keras_objects  # TF 2.0-2.4 kept the Keras metadata in the object graph
     keras_version = backend = None
     config = keras_config.ConfigFacts()
+    hints = input_hints.signature_hints(primary.signatures, primary.ops)
     if keras_nodes:
         model_meta = next((meta for ident, meta in keras_nodes if ident in KERAS_MODEL_IDENTIFIERS), None)
         if model_meta is not None:
             keras_version = _str(model_meta.get("keras_version"))
             backend = _str(model_meta.get("backend"))
             keras_config.scan(model_meta, config)
+            # tf.keras loads it and calls the Keras model, whose config is in the metadata.
+            keras = input_hints.keras_hint(model_meta, keras_config.model_signature(model_meta))
+            hints = ((keras,) if keras else ()) + hints
         seen = {o.class_name for o in config.custom_objects}
         for _, meta in keras_nodes:
             # Layers of subclassed models are not in the model config; their nodes still name them.
@@ -85,6 +89,7 @@ def _savedmodel(root: Path, tags: tuple[str, ...] | None, notes: list[str]) -> d
         "custom_objects": config.objects(),
         "layers": dict(sorted(config.layers.items())),
         "weights_only": False,
+        "call_hints": hints,
     }
 
 
@@ -108,6 +113,7 @@ def _keras_archive(path: Path, notes: list[str]) -> dict:
     archive = read_keras_archive(path)
     config = keras_config.scan(archive.config)
     signature = keras_config.model_signature(archive.config)
+    hint = input_hints.keras_hint(archive.config, signature)
     if archive.weights_member is None:
         notes.append("the archive holds no weights file: the model will load with freshly initialised weights")
     notes.append("the .keras format records no TensorFlow version; the Keras version decides it")
@@ -124,6 +130,7 @@ def _keras_archive(path: Path, notes: list[str]) -> dict:
         "custom_objects": config.objects(),
         "layers": dict(sorted(config.layers.items())),
         "weights_only": False,
+        "call_hints": (hint,) if hint else (),
     }
 
 
@@ -131,6 +138,7 @@ def _h5(path: Path, notes: list[str]) -> dict:
     model = read_h5(path)
     config = keras_config.scan(model.config) if model.config else keras_config.ConfigFacts()
     signature = keras_config.model_signature(model.config) if model.config else None
+    hint = input_hints.keras_hint(model.config, signature) if model.config else None
     if model.config is None:
         notes.append(
             f"weights only ({model.weights_layout}): loading needs the Python code that builds the model; "
@@ -149,6 +157,7 @@ def _h5(path: Path, notes: list[str]) -> dict:
         "custom_objects": config.objects(),
         "layers": dict(sorted(config.layers.items())),
         "weights_only": model.config is None,
+        "call_hints": (hint,) if hint else (),
     }
 
 

@@ -117,6 +117,8 @@ def model_signature(model: dict) -> Signature | None:
     """
     config = model.get("config") if isinstance(model.get("config"), dict) else {}
     layers = config.get("layers") if isinstance(config.get("layers"), list) else []
+    if isinstance(model.get("config"), list):  # Keras <= 2.2 wrote a Sequential's config as its list of layers
+        layers = model["config"]
     inputs = []
     for layer in layers:
         if not isinstance(layer, dict):

@@ -7,6 +7,13 @@ code that runs on the oldest Python the release table lists (3.5: no f-strings, 
 needs; tests/test_runtime_compat.py checks it with vermin and with the old grammar.
 
 Output: human-readable progress on stderr, and one line `SMENV_RESULT {json}` on stdout.
+
+Each signature (the Keras model itself, for a Keras model) is called once. An input the --sample-input
+file does not hold is made up from what the host read in the model's files (the plan's
+`model.call_hints`, smenv/model/input_hints.py): ids below an Embedding's vocabulary, text or an empty
+tf.Example for strings, unknown lengths the layers accept (the next length is tried when a call fails).
+A call that fails on made-up input leaves the signature "not checked" (`checked: false`), and the
+model, which loaded, is not reported as failing; a call that fails on the user's own sample is.
 """
 
 import argparse
@@ -18,6 +25,10 @@ import traceback
 
 RESULT_PREFIX = "SMENV_RESULT "
 SKIP_SIGNATURES = ("__saved_model_init_op",)
+KERAS_SIGNATURE = "keras_model"
+DEFAULT_LENGTHS = (8, 32, 128)  # for unknown dimensions when the plan has no hint (older plans)
+MAX_ELEMENTS = 1 << 24  # a made-up input larger than this is not allocated
+TEXT = b"smenv checks that the model answers"  # made-up text for string inputs
 
 
 def log(message):
@@ -87,7 +98,7 @@ def run(plan, args, result):
     if args.gpu:
         result["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
 
-    samples = dict(np.load(args.sample_input)) if args.sample_input else {}
+    samples = _load_samples(args.sample_input, np) if args.sample_input else {}
     result["stage"] = "load"
     started = time.perf_counter()
     loader = plan["environment"]["loader"]
@@ -98,7 +109,10 @@ def run(plan, args, result):
         timings["load_s"] = round(time.perf_counter() - started, 3)
         log("model loaded with %s.models.load_model in %.1fs" % (keras.__name__, timings["load_s"]))
         result["stage"] = "call"
-        result["signatures"].append(_call_keras(model, samples, np, tf))
+        entry, error = _call_keras(model, samples, _hint(plan, KERAS_SIGNATURE), np, tf)
+        result["signatures"].append(entry)
+        if error is not None and entry["fatal"]:
+            raise error  # the user's own input: the model does not answer it
     else:
         tags = _tags(model_info)
         loaded = tf.saved_model.load(path, tags=tags) if tags else tf.saved_model.load(path)
@@ -109,11 +123,10 @@ def run(plan, args, result):
         names = [n for n in sorted(loaded.signatures.keys()) if n not in SKIP_SIGNATURES]
         primary = "serving_default" if "serving_default" in names else (names[0] if names else None)
         for name in ([primary] if primary else []) + [n for n in names if n != primary]:
-            entry = _call_signature(name, loaded.signatures[name], samples, np, tf)
-            entry["primary"] = name == primary
+            entry, error = _call_signature(name, loaded.signatures[name], samples, _hint(plan, name), name == primary, np, tf)
             result["signatures"].append(entry)
-            if name == primary and entry.get("error"):
-                raise RuntimeError("signature %s failed: %s" % (name, entry["error"]["message"]))
+            if error is not None and entry["fatal"]:
+                raise RuntimeError("signature %s failed: %s: %s" % (name, type(error).__name__, entry["error"]["message"]))
     if result["signatures"]:
         timings["first_call_s"] = result["signatures"][0].get("seconds")
     result["ok"] = True
@@ -149,59 +162,192 @@ def _tags(model_info):
     return list(graphs[0]["tags"]) if graphs else None
 
 
-def _example_value(dtype_name, shape, np):
-    dims = [1 if d is None else d for d in shape]
-    if dtype_name == "string":
-        return np.full(dims, b"", dtype=object)
-    if dtype_name == "bool":
-        return np.zeros(dims, dtype=bool)
-    if dtype_name.startswith(("int", "uint")):
-        return np.zeros(dims, dtype=dtype_name)
-    rng = np.random.default_rng(0)
-    return rng.standard_normal(dims).astype(dtype_name if dtype_name != "bfloat16" else "float32")
+def _load_samples(path, np):
+    """The --sample-input arrays by name; never a pickle (the host has checked the file already)."""
+    with np.load(path, allow_pickle=False) as data:
+        return dict((name, data[name]) for name in data.files)
 
 
-def _call_signature(name, fn, samples, np, tf):
+def _hint(plan, signature):
+    """The host's call hint for a signature (smenv/model/input_hints.py); {} when the plan has none."""
+    for hint in (plan.get("model") or {}).get("call_hints") or []:
+        if isinstance(hint, dict) and hint.get("signature") == signature:
+            return hint
+    return {}
+
+
+def _sample(name, samples):
+    """The user's array for an input: by its name, or the name without the `_input` Keras 2 appends."""
+    if name in samples:
+        return samples[name]
+    if name.endswith("_input") and name[:-6] in samples:
+        return samples[name[:-6]]
+    return None
+
+
+def _shape_list(shape):
+    """A TensorShape, a KerasTensor's tuple or a TF 1 list of Dimensions as [int or None]; None for unknown rank."""
+    if getattr(shape, "ndims", 0) is None:
+        return None
+    dims = []
+    for d in shape:
+        d = getattr(d, "value", d)
+        dims.append(None if d is None else int(d))
+    return dims
+
+
+def _numpy_dtype(name):
+    if name in ("bfloat16", "half"):
+        return "float16" if name == "half" else "float32"  # tf.constant casts to the input's dtype
+    if name.startswith("q"):  # qint8, quint8, ...: quantized ints
+        return name[1:]
+    return name
+
+
+def _made_up(dtype, shape, hint, length, np):
+    """(value, what it is) for one input: dtype and shape from TensorFlow, values as the hint says."""
+    if shape is None and isinstance(hint.get("shape"), list):
+        shape = hint["shape"]
+    if shape is None:
+        dims = [1]  # unknown rank: one value per batch item
+    else:
+        dims = [(1 if i == 0 else length) if d is None else d for i, d in enumerate(shape)]
+    count = 1
+    for d in dims:
+        count *= d
+    if count > MAX_ELEMENTS:
+        raise ValueError("a made-up input of shape %s would have %d elements: not allocated" % (dims, count))
+    kind = hint.get("values")
+    if dtype == "string":
+        if kind == "example":
+            return np.full(dims, b"", dtype=object), "empty serialised tf.Example"
+        return np.full(dims, TEXT, dtype=object), "text %r" % TEXT.decode()
+    low, high = hint.get("low"), hint.get("high")
+    if kind == "ids" and isinstance(low, int) and isinstance(high, int) and high > low:
+        value = np.random.RandomState(0).randint(low, high, size=dims)
+        return value.astype(_numpy_dtype(dtype)), "ids in [%d, %d)" % (low, high)
+    if dtype == "bool":
+        return np.zeros(dims, dtype=bool), "False"
+    if dtype.startswith(("int", "uint", "qint", "quint")):
+        return np.zeros(dims, dtype=_numpy_dtype(dtype)), "zeros"
+    value = np.random.RandomState(0).standard_normal(dims)
+    return value.astype(_numpy_dtype(dtype)), "standard normal"
+
+
+def _call(entry, specs, samples, hint, invoke, np):
+    """Call `invoke` once with one array per input spec; (outputs, None) or (None, the exception).
+
+    specs: [(name, dtype name, shape or None)]. Arrays the sample does not hold are made up as the
+    hint says; while a call fails and some made-up input has unknown dimensions, the next length is
+    tried. Records in `entry` what was fed and, on failure, the error.
+    """
+    hints = [h for h in hint.get("inputs") or [] if isinstance(h, dict)]
+    by_name = dict((h.get("name"), h) for h in hints)
+    made_up = [name for name, _, _ in specs if _sample(name, samples) is None]
+    unknown = any(shape is not None and None in shape[1:] for name, _, shape in specs if name in made_up)
+    lengths = [n for n in hint.get("lengths") or [] if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    lengths = (lengths or list(DEFAULT_LENGTHS)) if unknown else [None]
+    entry["synthetic"] = bool(made_up)
+    error = None
+    tried = []
+    for length in lengths:
+        fed = []
+        try:
+            values = []
+            for i, (name, dtype, shape) in enumerate(specs):
+                value = _sample(name, samples)
+                what = "the sample's array"
+                if value is None:
+                    h = by_name.get(name) or (hints[i] if len(hints) == len(specs) else {})
+                    value, what = _made_up(dtype, shape, h, length or 1, np)
+                values.append(value)
+                fed.append({"name": name, "dtype": dtype, "shape": list(value.shape), "synthetic": name in made_up,
+                            "fed": "%s%s %s" % (value.dtype if value.dtype != object else "string", list(value.shape), what)})
+            started = time.perf_counter()
+            outputs = invoke(values)
+            entry["seconds"] = round(time.perf_counter() - started, 4)
+            entry["inputs"] = fed
+            if tried:
+                entry["lengths_tried"] = tried + [length]
+            return outputs, None
+        except Exception as exc:  # reported as data: the host decides what it means
+            error = exc
+            entry["inputs"] = fed
+            if length is not None:
+                tried.append(length)
+                log("%s: length %d rejected (%s)" % (entry["name"], length, type(exc).__name__))
+    entry["error"] = {"type": type(error).__name__, "message": _clip(str(error), 4000)}
+    entry["checked"] = False
+    if len(tried) > 1:
+        entry["lengths_tried"] = tried
+    return None, error
+
+
+def _finish(entry, error, primary, has_inputs):
+    """Whether a failed call fails the verification: only when no made-up input was in it."""
+    entry["primary"] = primary
+    user_input = has_inputs and not entry.get("synthetic")
+    entry["fatal"] = error is not None and not entry.get("synthetic") and (primary or user_input)
+    if error is not None:
+        how = "with made-up input: not checked" if entry.get("synthetic") else "with the sample input" if has_inputs else ""
+        log("%s failed %s (%s: %s)" % (entry["name"], how, type(error).__name__, _first_line(str(error))))
+
+
+def _first_line(text):
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return ""
+
+
+def _call_signature(name, fn, samples, hint, primary, np, tf):
     entry = {"name": name, "inputs": [], "outputs": []}
     try:
         _, kwargs_spec = fn.structured_input_signature
-        inputs = {}
-        for key, spec in sorted(kwargs_spec.items()):
-            shape = spec.shape.as_list() if spec.shape.rank is not None else [1]
-            value = samples[key] if key in samples else _example_value(spec.dtype.name, shape, np)
-            inputs[key] = tf.constant(value, dtype=spec.dtype)
-            entry["inputs"].append({"name": key, "dtype": spec.dtype.name, "shape": list(inputs[key].shape), "synthetic": key not in samples})
-        started = time.perf_counter()
-        outputs = fn(**inputs)
-        entry["seconds"] = round(time.perf_counter() - started, 4)
+        keys = sorted(kwargs_spec)
+        specs = [(k, kwargs_spec[k].dtype.name, _shape_list(kwargs_spec[k].shape)) for k in keys]
+    except Exception as exc:  # a signature whose inputs cannot be read cannot be fed
+        entry.update(synthetic=True, checked=False, error={"type": type(exc).__name__, "message": _clip(str(exc), 4000)})
+        _finish(entry, exc, primary, True)
+        return entry, exc
+
+    def invoke(values):
+        return fn(**dict((k, tf.constant(v, dtype=kwargs_spec[k].dtype)) for k, v in zip(keys, values)))
+
+    outputs, error = _call(entry, specs, samples, hint, invoke, np)
+    _finish(entry, error, primary, bool(specs))
+    if error is None:
         for key, value in sorted(outputs.items()):
-            entry["outputs"].append({"name": key, "dtype": value.dtype.name, "shape": list(value.shape)})
-        log("signature %s: %d input(s) -> %s in %.3fs" % (name, len(inputs), ", ".join("%s%s" % (o["name"], o["shape"]) for o in entry["outputs"]), entry["seconds"]))
-    except Exception as exc:
-        entry["error"] = {"type": type(exc).__name__, "message": str(exc)[-2000:]}
-        log("signature %s failed with synthetic input: %s" % (name, type(exc).__name__))
-    return entry
+            entry["outputs"].append({"name": key, "dtype": value.dtype.name, "shape": _shape_list(value.shape)})
+        log("signature %s: %d input(s) -> %s in %.3fs" % (name, len(specs), ", ".join("%s%s" % (o["name"], o["shape"]) for o in entry["outputs"]), entry["seconds"]))
+    return entry, error
 
 
-def _call_keras(model, samples, np, tf):
-    entry = {"name": "keras_model", "inputs": [], "outputs": [], "primary": True}
-    inputs = []
-    for t in model.inputs:
-        name = t.name.split(":")[0]
+def _call_keras(model, samples, hint, np, tf):
+    entry = {"name": KERAS_SIGNATURE, "inputs": [], "outputs": []}
+    specs = []
+    for t in getattr(model, "inputs", None) or []:
         dtype = t.dtype if isinstance(t.dtype, str) else t.dtype.name
-        shape = list(t.shape)
-        value = samples[name] if name in samples else _example_value(dtype, shape, np)
-        inputs.append(value)
-        entry["inputs"].append({"name": name, "dtype": dtype, "shape": list(value.shape), "synthetic": name not in samples})
-    started = time.perf_counter()
-    outputs = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
-    entry["seconds"] = round(time.perf_counter() - started, 4)
-    flat = outputs if isinstance(outputs, (list, tuple)) else list(outputs.values()) if isinstance(outputs, dict) else [outputs]
-    for i, value in enumerate(flat):
-        dtype = value.dtype if isinstance(value.dtype, str) else value.dtype.name
-        entry["outputs"].append({"name": "output_%d" % i, "dtype": dtype, "shape": list(value.shape)})
-    log("model called: %s in %.3fs" % (", ".join(str(o["shape"]) for o in entry["outputs"]), entry["seconds"]))
-    return entry
+        specs.append((t.name.split(":")[0], dtype, _shape_list(t.shape)))
+    if not specs:  # a subclassed model records no inputs: nothing says what to feed it
+        error = ValueError("the model records no inputs (a subclassed model?), so no input can be made up for it")
+        entry.update(synthetic=True, checked=False, error={"type": "ValueError", "message": str(error)})
+        _finish(entry, error, True, True)
+        return entry, error
+
+    def invoke(values):
+        values = [tf.constant(v) if v.dtype.kind in "OSU" else v for v in values]  # strings as tensors
+        return model(values[0] if len(values) == 1 else values, training=False)
+
+    outputs, error = _call(entry, specs, samples, hint, invoke, np)
+    _finish(entry, error, True, True)
+    if error is None:
+        flat = outputs if isinstance(outputs, (list, tuple)) else list(outputs.values()) if isinstance(outputs, dict) else [outputs]
+        for i, value in enumerate(flat):
+            dtype = value.dtype if isinstance(value.dtype, str) else value.dtype.name
+            entry["outputs"].append({"name": "output_%d" % i, "dtype": dtype, "shape": _shape_list(value.shape)})
+        log("model called: %s in %.3fs" % (", ".join(str(o["shape"]) for o in entry["outputs"]), entry["seconds"]))
+    return entry, error
 
 
 if __name__ == "__main__":

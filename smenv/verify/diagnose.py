@@ -521,10 +521,17 @@ def _fallback(result: dict, error: dict, exit_code: int | None) -> Diagnosis:
     what = f"{error.get('type') or 'Error'}: {_first_line(error.get('message') or '')}".rstrip(": ")
     details = {"error_type": error.get("type"), "error_module": error.get("module"), "message": _first_line(error.get("message") or "")}
     if kind == "call_failed":
-        primary = next((s for s in result.get("signatures") or [] if s.get("primary")), None)
-        details["signature"] = primary.get("name") if primary else None
-        fix = ("the model loaded, but calling it with synthetic input (zeros, empty strings) failed: pass a real input "
-               "sample with --sample-input file.npz, or fix what the error names")
+        # The verifier stops on a call that failed on the user's own --sample-input (`fatal`); made-up input that
+        # fails is "not checked" instead (smenv/verify/inputs.py), unless an older verifier stopped on it.
+        signatures = [s for s in result.get("signatures") or [] if isinstance(s, dict)]
+        failed = next((s for s in signatures if s.get("fatal")), None) or next((s for s in signatures if s.get("primary")), None)
+        details["signature"] = failed.get("name") if failed else None
+        if failed and failed.get("synthetic") is False:
+            fix = ("the model loaded, but calling it with your --sample-input failed: check each array's name, dtype and "
+                   "shape against the model's inputs (smenv inspect shows them), or fix what the error names")
+        else:
+            fix = ("the model loaded, but calling it with synthetic input (zeros, empty strings) failed: pass a real input "
+                   "sample with --sample-input file.npz, or fix what the error names")
     else:
         fix = "smenv does not recognise this error; the message and the traceback in the result name what failed"
     return _diag(kind, f"{_STAGE_WORDS.get(stage, stage)} failed with {what}", fix, details)

@@ -45,6 +45,19 @@ class SmenvError(Exception):
         return {"kind": self.kind, "exit_code": self.exit_code, "path": self.path, "message": self.message}
 
 
+class UsageError(SmenvError):
+    """A command-line argument that names no usable input."""
+
+    exit_code = 2
+    kind = "usage_error"
+
+
+class SampleInputError(UsageError):
+    """`--sample-input` is not a readable .npz of arrays (checked on the host, before any container runs)."""
+
+    kind = "sample_input_error"
+
+
 class ModelNotFound(SmenvError):
     """The path does not exist, or holds nothing that looks like a model."""
 

@@ -12,13 +12,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from smenv.docker.engine import Engine, Sandbox, SandboxRun
-from smenv.errors import SmenvError
+from smenv.errors import SmenvError, first_line
 from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL
 from smenv.model.inspect import inspect_model
 from smenv.runtime.verify import RESULT_PREFIX
 from smenv.verify.diagnose import Diagnosis, diagnose
+from smenv.verify.sample import check_sample_input
 
 PLAN_IN_IMAGE = "/opt/smenv/smenv.json"
 OVERRIDE_DIR = "/opt/smenv/override"
@@ -61,9 +63,100 @@ def image_plan(engine: Engine, image: str) -> dict:
     info = engine.image_info(image)
     if info is None:
         raise NotAnSmenvImage("no such image on the Docker engine", image)
-    if "org.smenv.version" not in info.labels:
+    check_labels(image, info.labels)
+    return read_plan(image, engine.read_file(image, PLAN_IN_IMAGE))
+
+
+# An image only claims to be an smenv image: its labels, its smenv.json and what its verifier prints are
+# read as hostile input (tools/fuzz.py fuzzes the three functions below). Only the shape of the fields
+# the host reads back is checked (here, smenv/verify/diagnose.py, smenv/console.py); every one may be
+# null or absent (a dry-run plan has no lock), and anything else in the file is left as it is.
+_PLAN_SHAPE = {
+    "model": {"tensorflow_version": str, "keras_version": str, "size_bytes": (int, float),
+              "custom_objects": [{"class_name": str, "module": str, "registered_name": str, "kind": str}]},
+    "environment": {"tensorflow_version": str, "python": str, "legacy_keras": (bool, int), "keras_major": int,
+                    "loader": str},
+    "image": {"model_path": str, "code": [str], "imports": [str]},
+    "lock": {"packages": {str: str}},
+}
+_RESULT_SHAPE = {
+    "ok": bool, "stage": str, "python": str, "tensorflow": str, "keras": str, "numpy": str,
+    "timings": {str: (int, float)}, "gpus": [str],
+    "error": {"type": str, "module": str, "message": str, "traceback": str},
+    "signatures": [{"name": str, "primary": bool, "seconds": (int, float),
+                    "error": {"type": str, "message": str},
+                    "outputs": [{"name": str, "dtype": str, "shape": [(int, type(None))]}]}],
+}
+# Keys the console reads with [] (a missing one would be a KeyError), by the dict that holds them.
+_RESULT_REQUIRED = {"signature": ("name",), "signature error": ("type",), "output": ("name", "dtype", "shape")}
+
+
+def check_labels(image: str, labels: Mapping[str, str]) -> None:
+    if "org.smenv.version" not in labels:
         raise NotAnSmenvImage("not an image built by smenv (no org.smenv.version label)", image)
-    return json.loads(engine.read_file(image, PLAN_IN_IMAGE))
+
+
+def read_plan(image: str, data: bytes) -> dict:
+    """smenv.json as read back from an image; NotAnSmenvImage when it is not one smenv wrote."""
+    where = f"{PLAN_IN_IMAGE} in the image"
+    try:
+        plan = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits, nesting
+        raise NotAnSmenvImage(f"{where} is not valid JSON ({first_line(exc)})", image) from None
+    if not isinstance(plan, dict):
+        raise NotAnSmenvImage(f"{where} is not a JSON object", image)
+    for section in ("model", "environment", "image"):
+        if not isinstance(plan.get(section), dict):
+            raise NotAnSmenvImage(f"{where} has no {section!r} object: not a plan smenv wrote", image)
+    bad = _misfit(plan, _PLAN_SHAPE)
+    if bad:
+        raise NotAnSmenvImage(f"{where} is not a plan smenv wrote ({bad} has the wrong type)", image)
+    return plan
+
+
+def read_result(stdout: str) -> dict | None:
+    """The verifier's JSON result line; None when there is none, or none of the shape the verifier writes."""
+    result = None
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            try:
+                result = json.loads(line[len(RESULT_PREFIX):])
+            except (ValueError, RecursionError):
+                result = None
+    if not isinstance(result, dict) or _misfit(result, _RESULT_SHAPE):
+        return None
+    for sig in result.get("signatures") or []:
+        if not (sig and _has(sig, "signature") and (not sig.get("error") or _has(sig["error"], "signature error"))
+                and all(o and _has(o, "output") for o in sig.get("outputs") or [])):
+            return None
+    return result
+
+
+def _has(value: dict, what: str) -> bool:
+    return all(value.get(k) is not None for k in _RESULT_REQUIRED[what])
+
+
+def _misfit(value, shape, where: str = "") -> str | None:
+    """The first field of `value` that does not have `shape` (a null field is as good as absent), else None."""
+    if value is None:
+        return None
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return where or "the top level"
+        if str in shape:  # a mapping of names
+            return next((f"{where}[{k!r}]" for k, v in value.items()
+                         if not isinstance(k, str) or _misfit(v, shape[str]) is not None), None)
+        return next((bad for k, s in shape.items() if (bad := _misfit(value.get(k), s, f"{where}.{k}".lstrip("."))) is not None), None)
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return where
+        nullable = isinstance(shape[0], tuple) and type(None) in shape[0]  # e.g. a dimension of unknown size
+        for i, v in enumerate(value):  # else an item is never null: the readers take each one as it is
+            bad = (None if nullable else f"{where}[{i}]") if v is None else _misfit(v, shape[0], f"{where}[{i}]")
+            if bad is not None:
+                return bad
+        return None
+    return None if isinstance(value, shape) else where
 
 
 def verify_image(
@@ -87,8 +180,7 @@ def verify_image(
             mounts += [(str(host_path), plan["image"]["model_path"]), (str(staging / "smenv.json"), f"{OVERRIDE_DIR}/smenv.json")]
             command += ["--plan", f"{OVERRIDE_DIR}/smenv.json"]
         if sample_input is not None:
-            if not sample_input.is_file():
-                raise SmenvError("sample input not found", sample_input)
+            check_sample_input(sample_input)
             shutil.copyfile(sample_input, staging / "sample.npz")
             (staging / "sample.npz").chmod(0o644)
             mounts.append((str(staging / "sample.npz"), f"{OVERRIDE_DIR}/sample.npz"))
@@ -105,13 +197,7 @@ def verify_image(
 
 
 def _verdict(image: str, plan: dict, run: SandboxRun) -> Verdict:
-    result = None
-    for line in run.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            try:
-                result = json.loads(line[len(RESULT_PREFIX):])
-            except json.JSONDecodeError:
-                result = None
+    result = read_result(run.stdout)
     ok = bool(result and result.get("ok")) and run.exit_code == 0 and not run.timed_out
     diagnosis = None
     if not ok:

@@ -9,7 +9,9 @@ through a bounded stream, so a zip bomb cannot inflate into memory.
 from __future__ import annotations
 
 import json
+import lzma
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -46,10 +48,11 @@ def read_keras_archive(path: Path) -> KerasArchive:
                 raise InvalidModel("not a Keras model archive: config.json is missing", path)
             config = _read_json(zf, "config.json", path)
     # OSError: member offsets that point before the file (a truncated head still passes is_zipfile);
-    # RuntimeError: an encrypted member; UnicodeDecodeError: a local header flagged UTF-8 whose name is not.
-    # All found by tests/test_fuzz.py.
+    # RuntimeError: an encrypted member; UnicodeDecodeError: a local header flagged UTF-8 whose name is not;
+    # zlib.error, lzma.LZMAError: a corrupt deflate or LZMA stream (bzip2's is an OSError).
+    # All found by tests/test_fuzz.py and tools/fuzz.py.
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, OSError, RuntimeError,
-            UnicodeDecodeError) as exc:
+            UnicodeDecodeError, zlib.error, lzma.LZMAError) as exc:
         raise InvalidModel(f"damaged .keras archive ({first_line(exc)})", path) from None
     return KerasArchive(
         keras_version=metadata.get("keras_version") if isinstance(metadata.get("keras_version"), str) else None,

@@ -9,6 +9,7 @@ and a wrong one is a one-line error (exit 2) instead of a failed verification.
 from __future__ import annotations
 
 import io
+import lzma
 import math
 import zipfile
 import zlib
@@ -40,7 +41,7 @@ def check_sample_input(path: Path) -> tuple[SampleArray, ...]:
     # Damaged zips, as in smenv/model/keras_archive.py: offsets before the file (OSError), an encrypted
     # member (RuntimeError), a name flagged UTF-8 that is not, an unsupported or corrupt compression.
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, OSError, RuntimeError,
-            UnicodeDecodeError, zlib.error) as exc:
+            UnicodeDecodeError, zlib.error, lzma.LZMAError) as exc:
         raise SampleInputError(f"damaged sample input ({first_line(exc)})", path) from None
     if not arrays:
         raise SampleInputError(f"the sample input holds no arrays: expected {WHAT}", path)

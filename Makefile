@@ -33,3 +33,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist
+
+# Every fuzz target for FUZZ_MINUTES each (default 10), one at a time, then a summary per target;
+# crashing inputs land in tests/fuzz_crashes/ (replayed by tests/test_fuzz.py). Installs atheris if needed.
+fuzz: install
+	$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install --quiet atheris
+	$(PY) tools/fuzz.py $(if $(FUZZ_MINUTES),--minutes $(FUZZ_MINUTES)) $(FUZZ_ARGS)

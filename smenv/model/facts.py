@@ -14,7 +14,6 @@ SAVEDMODEL = "savedmodel"  # a SavedModel with no Keras metadata: tf.saved_model
 KERAS_SAVEDMODEL = "keras-savedmodel"  # a tf.keras (Keras 2) SavedModel: tf.keras.models.load_model
 KERAS = "keras"  # a `.keras` zip archive
 H5 = "h5"  # a legacy HDF5 file written by Keras
-FORMATS = (SAVEDMODEL, KERAS_SAVEDMODEL, KERAS, H5)
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,10 @@ def generate(
 
 SandboxMemory = Annotated[str, typer.Option("--memory", help="Memory limit of the verification container (Docker syntax: 4g, 512m).")]
 SandboxTimeout = Annotated[float, typer.Option("--timeout", help="Seconds the verification container may run.")]
+SampleInputOption = Annotated[
+    Optional[Path],
+    typer.Option("--sample-input", help="An .npz file (numpy.savez) with one array named after each model input, fed to the model instead of input smenv makes up; checked on the host first."),
+]
 
 
 @app.command()
@@ -213,6 +217,7 @@ def build(
     ] = False,
     fix: Annotated[bool, typer.Option("--fix", help="When the diagnosis names a missing package (a companion, an older NumPy), add it and rebuild once.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Build only; do not load the model.")] = False,
+    sample_input: SampleInputOption = None,
     context: Annotated[Optional[Path], typer.Option("--context", help="Keep the build context in this directory (default: a temporary one).")] = None,
     memory: SandboxMemory = "4g",
     timeout: SandboxTimeout = 600.0,
@@ -232,7 +237,8 @@ def build(
 
     `smenv build ./export/1 -r requirements.txt` ·
     `smenv build model.keras --code src/my_layers --tag registry.local/ml/model:1` ·
-    `smenv build ./model --fix --json`
+    `smenv build ./model --fix --json` ·
+    `smenv build text_model.h5 --sample-input tokens.npz`
     """
     from smenv import pipeline
     from smenv.docker.engine import Sandbox
@@ -240,6 +246,8 @@ def build(
 
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of)
+        if sample_input is not None:  # before minutes of locking and building
+            _check_sample(sample_input, model, model_version, tags)
         with console.progress() as progress:
             built = pipeline.build(
                 pipeline.ModelInput(model, model_version, _tags(tags)),
@@ -252,6 +260,7 @@ def build(
                 verify=not no_verify,
                 fix=fix,
                 context_dir=context,
+                sample_input=sample_input,
                 progress=progress,
             )
         if as_json:
@@ -267,9 +276,7 @@ def verify(
     model: Annotated[
         Optional[Path], typer.Argument(help="Load this model instead of the one in the image (mounted read-only).", show_default=False)
     ] = None,
-    sample_input: Annotated[
-        Optional[Path], typer.Option("--sample-input", help="A .npz file whose arrays are named after the model's inputs.")
-    ] = None,
+    sample_input: SampleInputOption = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="Give the container the host's GPUs and report the ones TensorFlow sees.")] = False,
     memory: SandboxMemory = "4g",
     timeout: SandboxTimeout = 600.0,
@@ -284,6 +291,10 @@ def verify(
     from smenv.verify.runner import verify_image
 
     with _handled(as_json):
+        if sample_input is not None:  # before the engine is asked anything
+            from smenv.verify.sample import check_sample_input
+
+            check_sample_input(sample_input)
         with console.progress() as progress:
             verdict = verify_image(connect(), image, Sandbox(memory=memory, timeout_s=timeout, gpu=gpu), model, sample_input, progress)
         if as_json:
@@ -317,6 +328,17 @@ def base(
         else:
             verb = "Reused" if result.reused else "Built"
             console.out.print(f"{verb} {result.tag}: Python {result.python_full} on Debian {result.suite}, {result.size_bytes / 2**20:.0f} MiB")
+
+
+def _check_sample(path: Path, model: Path, model_version: int | None, tags: str | None) -> None:
+    """`build --sample-input`: a readable .npz (no pickles) whose arrays are named after the model's inputs."""
+    from smenv.model.inspect import inspect_model
+    from smenv.verify.inputs import check_sample_names
+    from smenv.verify.sample import check_sample_input
+
+    arrays = check_sample_input(path)
+    facts = inspect_model(model, version=model_version, tags=_tags(tags))
+    check_sample_names(path, facts.to_json(), [a.name for a in arrays])
 
 
 def _tags(text: str | None) -> tuple[str, ...] | None:

@@ -194,19 +194,25 @@ def show_verdict(verdict: "Verdict") -> None:
         if result.get("keras"):
             versions += f", Keras {result.get('keras')}"
         timings = result.get("timings", {})
-        out.print(Text(f"OK: the model loads in {verdict.image} ({versions})", style="bold green"))
+        heading = "OK with notes" if verdict.not_checked else "OK"
+        out.print(Text(f"{heading}: the model loads in {verdict.image} ({versions})", style="bold green"))
         out.print(Text(
             f"  import TensorFlow {timings.get('import_tensorflow_s', '?')} s, load {timings.get('load_s', '?')} s, "
             f"container {verdict.seconds} s"
         ))
+        notes = {n.signature: n for n in verdict.not_checked}
         for sig in result.get("signatures", []):
-            if sig.get("error"):
-                out.print(Text(
-                    f"  {sig['name']}: not checked, it rejected synthetic input ({sig['error']['type']}); "
-                    "give real input with smenv verify --sample-input", style="yellow"), soft_wrap=True)
+            if sig.get("error") or sig["name"] in notes:
+                note = notes.pop(sig["name"], None)
+                reason = note.reason if note else f"calling it failed ({sig['error']['type']})"
+                out.print(Text(f"  {sig['name']}: not checked: {reason}", style="yellow"), soft_wrap=True)
                 continue
             outs = ", ".join(f"{o['name']} {o['dtype']}{o['shape']}" for o in sig.get("outputs", []))
             out.print(Text(f"  {sig['name']}: -> {outs} in {sig.get('seconds')} s"))
+        for note in notes.values():  # a verifier that stopped before recording the signature
+            out.print(Text(f"  {note.signature}: not checked: {note.reason}", style="yellow"), soft_wrap=True)
+        for advice in dict.fromkeys(n.advice for n in verdict.not_checked):
+            out.print(Text(f"  To check it: {advice}", style="yellow"), soft_wrap=True)
         if "gpus" in result:
             out.print(Text(f"  GPUs seen: {', '.join(result['gpus']) or 'none'}"))
         return

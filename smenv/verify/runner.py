@@ -20,6 +20,7 @@ from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL
 from smenv.model.inspect import inspect_model
 from smenv.runtime.verify import RESULT_PREFIX
 from smenv.verify.diagnose import Diagnosis, diagnose
+from smenv.verify.inputs import NotChecked, check_sample_names, review_calls
 from smenv.verify.sample import check_sample_input
 
 PLAN_IN_IMAGE = "/opt/smenv/smenv.json"
@@ -41,6 +42,7 @@ class Verdict:
     timed_out: bool = False
     oom_killed: bool = False
     logs_tail: tuple[str, ...] = field(default=())
+    not_checked: tuple[NotChecked, ...] = ()  # signatures the model rejected made-up input for (smenv/verify/inputs.py)
 
     @property
     def exit_code(self) -> int:
@@ -56,6 +58,7 @@ class Verdict:
             "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
             "timed_out": self.timed_out,
             "oom_killed": self.oom_killed,
+            "not_checked": [n.to_json() for n in self.not_checked],
         }
 
 
@@ -181,6 +184,7 @@ def verify_image(
             command += ["--plan", f"{OVERRIDE_DIR}/smenv.json"]
         if sample_input is not None:
             check_sample_input(sample_input)
+            check_sample_names(sample_input, plan.get("model") or {})
             shutil.copyfile(sample_input, staging / "sample.npz")
             (staging / "sample.npz").chmod(0o644)
             mounts.append((str(staging / "sample.npz"), f"{OVERRIDE_DIR}/sample.npz"))
@@ -193,19 +197,21 @@ def verify_image(
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return _verdict(image, plan, run)
+    return _verdict(image, plan, run, sample_input is not None)
 
 
-def _verdict(image: str, plan: dict, run: SandboxRun) -> Verdict:
+def _verdict(image: str, plan: dict, run: SandboxRun, sample_given: bool = False) -> Verdict:
     result = read_result(run.stdout)
-    ok = bool(result and result.get("ok")) and run.exit_code == 0 and not run.timed_out
+    review = review_calls(result, plan, sample_given)  # made-up input the model rejected: not checked, not failed
+    result = review.result
+    ok = bool(result and result.get("ok")) and (run.exit_code == 0 or review.excused_exit) and not run.timed_out
     diagnosis = None
     if not ok:
         diagnosis = diagnose(
             result, plan, timed_out=run.timed_out, oom_killed=run.oom_killed, exit_code=run.exit_code, logs=run.stderr
         )
     tail = tuple(line for line in run.stderr.splitlines()[-20:] if line.strip())
-    return Verdict(ok, image, result, diagnosis, run.seconds, run.timed_out, run.oom_killed, tail)
+    return Verdict(ok, image, result, diagnosis, run.seconds, run.timed_out, run.oom_killed, tail, review.not_checked)
 
 
 def _plan_for_model(plan: dict, model: Path) -> tuple[dict, Path]:

@@ -17,17 +17,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from conftest import FIXTURES
-from smenv.docker.engine import SandboxRun
+from smenv.docker.engine import Sandbox, SandboxRun
 from smenv.errors import SampleInputError
 from smenv.model.inspect import inspect_model
 from smenv.verify.diagnose import diagnose
 from smenv.verify.inputs import check_sample_names, input_names, review_calls
-from smenv.verify.runner import _verdict
+from smenv.verify.runner import _verdict, verify_image
 
 MODELS = FIXTURES / "models"
 
@@ -106,13 +107,36 @@ def test_cli_refuses_a_bad_sample_input_in_one_line(tmp_path, case, command):
     make, words = SAMPLES[case]
     sample = make(tmp_path)
     if command == "verify" and case == "names of no input":
-        pytest.skip("smenv verify knows the inputs from the image's plan: tests/test_docker_build.py")
+        pytest.skip("smenv verify reads the inputs from the image's plan: test_verify_checks_names_against_the_images_plan")
     target = str(MODELS / "tf215-full.h5") if command == "build" else "smenv/none:0"
     proc = run_cli(command, target, "--sample-input", str(sample))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("smenv: error: ") and str(sample) in lines[0], proc.stderr
     assert words in lines[0] and "Traceback" not in proc.stderr
+
+
+class PlanOnlyEngine:
+    """An engine that has one smenv image and must never run a container."""
+
+    def __init__(self, plan: dict):
+        self.plan = plan
+
+    def image_info(self, ref: str):
+        return SimpleNamespace(labels={"org.smenv.version": "0"})
+
+    def read_file(self, image: str, path: str) -> bytes:
+        return json.dumps(self.plan).encode()
+
+    def run_sandboxed(self, *args, **kwargs):
+        raise AssertionError("a container was started for a sample input that names no input")
+
+
+def test_verify_checks_names_against_the_images_plan(tmp_path):
+    plan = plan_for(MODELS / "tf215-savedmodel", "saved_model")
+    sample = named_wrong(tmp_path / "s.npz")
+    with pytest.raises(SampleInputError, match="'y' match no input of the model"):
+        verify_image(PlanOnlyEngine(plan), "smenv/m:1", Sandbox(), sample_input=sample)
 
 
 # -- made-up input the model rejects: not checked, exit 0 -------------------------------------------------

@@ -24,6 +24,7 @@ test: install
 
 # The main job on the shipped example: a local base image (no registry needed), then build and verify.
 demo: install
+	bash tools/system-packages demo
 	$(SMENV) base --python 3.11
 	$(SMENV) build $(EXAMPLE) -r $(EXAMPLE)/requirements.txt
 

@@ -134,9 +134,10 @@ def notes(r: dict) -> list[str]:
                    f"The baseline image loads and calls the model: {'yes' if r['build']['baseline_loads_model'] else 'NO'}.")
         out.append("Both images build FROM `smenv-bench/base:py3.11` (python:3.11-slim-bookworm plus one label, "
                    "same size) with the classic builder; a cold build follows the removal of every image the bench "
-                   "built on it, and nothing else. Host-side caches (smenv's wheel cache, the baseline's wheel "
-                   "directory) stay warm for both. smenv's whole command includes reading the model, locking (uv), "
-                   "writing the context and two `docker build` calls (the dependency stage is cached on rebuilds).")
+                   "built on it (and smenv's own images on it, by tag and label), and nothing else. Host-side caches "
+                   "(smenv's wheel cache and lock cache, the baseline's wheel directory) stay warm for both. smenv's "
+                   "whole command includes reading the model, resolving, installing the lock in a throw-away "
+                   "container (cold builds only) and loading the layers the engine lacks; no step is committed.")
     if r.get("build", {}).get("retries"):
         errors = sorted({retry["error"] for retry in r["build"]["retries"]})
         out.append(f"{len(r['build']['retries'])} build attempt(s) failed and were redone from their start (failed "

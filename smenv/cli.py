@@ -218,7 +218,10 @@ def build(
     fix: Annotated[bool, typer.Option("--fix", help="When the diagnosis names a missing package (a companion, an older NumPy), add it and rebuild once.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Build only; do not load the model.")] = False,
     sample_input: SampleInputOption = None,
-    context: Annotated[Optional[Path], typer.Option("--context", help="Keep the build context in this directory (default: a temporary one).")] = None,
+    context: Annotated[Optional[Path], typer.Option("--context", help="Also write the self-contained build context (Dockerfile, lock, wheels, model) here: `docker build DIR` makes the same files.")] = None,
+    push: Annotated[bool, typer.Option("--push", help="Push the image under --tag (which names the registry) once it verified, with the Docker engine's credentials (docker login).")] = False,
+    cache_registry: Annotated[Optional[str], typer.Option("--cache-registry", help="Share dependency images through this registry (host[:port]/path): pull the one for this lock instead of installing, push it after installing.")] = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Also write the image as a docker-archive file (docker load, skopeo, crane), once it verified.")] = None,
     memory: SandboxMemory = "4g",
     timeout: SandboxTimeout = 600.0,
     model_version: ModelVersionOption = None,
@@ -262,6 +265,9 @@ def build(
                 context_dir=context,
                 sample_input=sample_input,
                 progress=progress,
+                push=push,
+                cache_registry=cache_registry,
+                save=save,
             )
         if as_json:
             console.print_json(built.to_json())

@@ -179,12 +179,18 @@ def show_generated(result: "Generated", next_steps: bool = True) -> None:
 
 def show_built(built: "Built") -> None:
     show_generated(built.generated, next_steps=False)
-    out.print(Text(f"Image {built.image} ({built.image_id[:19]}), {built.size_bytes / 2**20:.0f} MiB, built in {built.build_seconds:.0f} s"))
+    deps = f"; dependencies {built.dependencies}" if built.dependencies else ""
+    out.print(Text(f"Image {built.image} ({built.image_id[:19]}), {built.size_bytes / 2**20:.0f} MiB, "
+                   f"built in {built.build_seconds:.1f} s{deps}"))
     out.print(Text(f"Build log {built.log_path}", style="dim"))
     if built.fixed:
         out.print(Text(f"--fix added {', '.join(built.fixed)}", style="yellow"))
     if built.verdict is not None:
         show_verdict(built.verdict)
+    if built.saved:
+        out.print(Text(f"Saved {built.saved} (docker-archive: docker load -i, or skopeo copy docker-archive:...)"))
+    if built.pushed_digest is not None:
+        out.print(Text(f"Pushed {built.image}" + (f"@{built.pushed_digest}" if built.pushed_digest else ""), style="bold green"))
 
 
 def show_verdict(verdict: "Verdict") -> None:

@@ -167,3 +167,10 @@ class BuildFailed(DockerError):
 
     def to_json(self) -> dict:
         return {**super().to_json(), "log": self.log_path, "tail": list(self.tail)}
+
+
+class RegistryError(DockerError):
+    """A registry refused or failed a push or pull (credentials, unreachable, server error)."""
+
+    exit_code = 12
+    kind = "registry_error"

@@ -22,11 +22,12 @@ from smenv.render.context import ContextError, ContextFiles, write_context
 from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile
 
 if TYPE_CHECKING:
-    from smenv.docker.engine import Sandbox
+    from smenv.docker.engine import ImageInfo, Sandbox
     from smenv.docker.interface import ContainerEngine
     from smenv.verify.runner import Verdict
 
 Progress = Callable[[str], None]
+VENV_HISTORY = "smenv: install requirements.lock into /opt/venv"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,9 @@ class Built:
     log_path: Path
     verdict: "Verdict | None"
     fixed: tuple[str, ...] = ()  # packages --fix added
+    dependencies: str = ""  # how the dependency image was had: reused, pulled from the cache, installed
+    saved: Path | None = None  # --save: the docker-archive written
+    pushed_digest: str | None = None  # --push: the registry's digest of the image
 
     @property
     def exit_code(self) -> int:
@@ -167,6 +171,9 @@ class Built:
             "build_seconds": self.build_seconds,
             "build_log": str(self.log_path),
             "fixed_with": list(self.fixed),
+            "dependencies": self.dependencies,
+            "saved": str(self.saved) if self.saved else None,
+            "pushed": {"tag": self.image, "digest": self.pushed_digest} if self.pushed_digest is not None else None,
             "verification": self.verdict.to_json() if self.verdict else None,
             "plan": self.generated.plan_json,
         }
@@ -204,6 +211,9 @@ def build(
     engine: ContainerEngine | None = None,
     progress: Progress = lambda msg: None,
     sample_input: Path | None = None,
+    push: bool = False,
+    cache_registry: str | None = None,
+    save: Path | None = None,
 ) -> Built:
     """Generate, build the dependency image (unless built already), build the runtime image on it, verify
     it (with `sample_input`, an .npz of arrays named after the inputs, instead of made-up input); with
@@ -211,7 +221,8 @@ def build(
     from smenv.docker.engine import Sandbox, connect
 
     engine = engine or connect()  # fail fast, before minutes of locking and downloading
-    job = BuildJob(model, requirements, options, tag, tuple(code), online, verify, context_dir, sample_input)
+    job = BuildJob(model, requirements, options, tag, tuple(code), online, verify, context_dir, sample_input,
+                   push, cache_registry, save)
     return _build(job, engine, sandbox or Sandbox(gpu=options.gpu), fix, progress)
 
 
@@ -226,8 +237,11 @@ class BuildJob:
     code: tuple[Path, ...]
     online: bool
     verify: bool
-    context_dir: Path | None  # where the runtime context is kept; None: a temporary directory
+    context_dir: Path | None  # --context: also write the self-contained build context there
     sample_input: Path | None = None  # --sample-input: what verification feeds the model
+    push: bool = False  # --push: push the image under its tag once it verified
+    cache_registry: str | None = None  # --cache-registry: where dependency images are shared
+    save: Path | None = None  # --save: the image as a docker-archive file
 
 
 @dataclass(frozen=True)
@@ -236,28 +250,90 @@ class RuntimeImage:
     image_id: str
     size_bytes: int
     build_seconds: float
-    context: Path
+    context: Path | None = None
+    dependencies: str = ""
+
+
+@dataclass(frozen=True)
+class DependencyImage:
+    """The base image's layers and the locked environment's (/opt/venv) layer, as an image of its own."""
+
+    tag: str
+    info: ImageInfo  # its layers: the base's, then /opt/venv
+    base: ImageInfo
+    how: str  # "reused", "pulled from REGISTRY", "installed"
 
 
 def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, progress: Progress) -> Built:
     import shutil
     import tempfile
 
-    scratch = Path(tempfile.mkdtemp(prefix="smenv-build-"))  # the dependency context, and the runtime one by default
+    scratch = Path(tempfile.mkdtemp(prefix="smenv-build-"))  # layers and contexts on their way to the engine
     try:
         generated = generate_for_build(job, progress)
         tag = job.tag or default_tag(generated.facts)
         log = log_file(tag)
-        deps_tag = build_dependency_image(engine, generated, job, scratch / "deps-context", log, progress)
-        context_dir = job.context_dir or scratch / "context"
-        image = build_runtime_image(engine, generated, job, deps_tag, tag, context_dir, log, progress)
+        if generated.base.install_python:
+            # A CUDA runtime base has no Python: the runtime stage installs one, so the classic two-stage
+            # `docker build` makes this image (GPU routes of TF < 2.14 only).
+            deps_tag = build_dependency_image(engine, generated, job, scratch / "deps-context", log, progress)
+            image = build_runtime_image(engine, generated, job, deps_tag, tag, scratch / "context", log, progress)
+        else:
+            deps = dependency_image(engine, generated, job, scratch, log, progress)
+            image = assemble_runtime_image(engine, generated, job, deps, tag, scratch, progress)
+        if job.context_dir:
+            write_build_context(generated, job, job.context_dir, progress)
         verdict = verify_built_image(engine, image.tag, sandbox, progress, job.sample_input) if job.verify else None
-        built = Built(replace(generated, context=image.context), image.tag, image.image_id, image.size_bytes,
-                      image.build_seconds, log, verdict)
+        built = Built(replace(generated, context=job.context_dir), image.tag, image.image_id, image.size_bytes,
+                      image.build_seconds, log, verdict, dependencies=image.dependencies)
         added = fix_packages(verdict) if fix else ()
-        return fix_and_rebuild(job, tag, added, engine, sandbox, progress) if added else built
+        if added:
+            return fix_and_rebuild(job, tag, added, engine, sandbox, progress)
+        return deliver(engine, built, job, progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def deliver(engine: ContainerEngine, built: Built, job: BuildJob, progress: Progress) -> Built:
+    """--save and --push, for an image that verified (or was not asked to): a broken image goes nowhere."""
+    if not (job.save or job.push) or built.exit_code != 0:
+        return built
+    saved = pushed = None
+    if job.save:
+        progress(f"saving {built.image} to {job.save}")
+        saved = save_image(engine, built.image, job.save)
+    if job.push:
+        progress(f"pushing {built.image}")
+        pushed = engine.push(built.image, progress)
+    return replace(built, saved=saved, pushed_digest=pushed)
+
+
+def save_image(engine: ContainerEngine, tag: str, out: Path) -> Path:
+    """`docker save` into `out`, written beside it and renamed into place: never a half-written archive."""
+    import os
+    import tempfile
+
+    from smenv.errors import ContextError as OutputError
+
+    out = out.resolve()
+    if out.is_dir():
+        raise OutputError("is a directory; --save takes a file name (image.tar)", out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write the image archive ({exc.strerror or exc})", out) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in engine.save(tag):
+                f.write(chunk)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputError(f"cannot write the image archive ({exc.strerror or exc})", out) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
 
 
 def generate_for_build(job: BuildJob, progress: Progress) -> Generated:
@@ -277,10 +353,139 @@ def generate_for_build(job: BuildJob, progress: Progress) -> Generated:
     return generated
 
 
+def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJob, scratch: Path, log: Path,
+                     progress: Progress) -> DependencyImage:
+    """The dependency image for this lock and base: the engine's, else the cache registry's, else installed.
+
+    Installing runs pip in a throw-away container of the base image (docker/install.py) and loads the
+    result as one reproducible layer on the base's (docker/assemble.py): nothing is committed, and the
+    same lock and base give the same layer, and so the same image ID, anywhere.
+    """
+    from smenv.docker.assemble import Archive, ImageSpec, ImageToLoad, docker_archive, image_config
+    from smenv.render.dockerfile import INSTALL_ENV, index_options, install_script
+
+    base = _require_base_image(engine, generated)
+    tag = dependency_image_tag(generated, base.id, job.online)
+    remote = f"{job.cache_registry.rstrip('/')}/{tag}" if job.cache_registry else None
+    info = engine.image_info(tag)
+    if info is not None:
+        progress(f"dependencies: {tag} is already built")
+        if remote:
+            _share(engine, tag, remote, progress)
+        return DependencyImage(tag, info, base, "reused")
+    if remote:
+        progress(f"dependencies: looking for {remote}")
+        if engine.pull(remote, progress):
+            engine.tag_image(remote, tag)
+            return DependencyImage(tag, engine.image_info(tag), base, f"pulled from {job.cache_registry}")
+    wheel_files = None
+    if not job.online:
+        from smenv.env.wheels import download_wheels
+
+        wheel_files = download_wheels(generated.lock, generated.plan, progress=progress).files
+    script = install_script(generated.lock.python, not job.online, index_options(generated.plan) if job.online else [])
+    layer = engine.install_layer(base.id, script, generated.lock.text, wheel_files, scratch / "venv.tar", log,
+                                 env=INSTALL_ENV, network=job.online, progress=progress)
+    spec = ImageSpec(
+        env=(), user=base.config.get("User") or "", workdir=base.config.get("WorkingDir") or "",
+        cmd=tuple(base.config.get("Cmd") or ()), created=_created(generated),
+        labels={"org.smenv.version": smenv.__version__, "org.smenv.lock.digest": generated.lock.digest,
+                "org.smenv.base.id": base.id},
+    )
+    config = image_config(base.config, base.diff_ids, [(layer.diff_id, VENV_HISTORY)],
+                          spec, base.architecture, base.os)
+    progress(f"dependencies: loading {tag} ({layer.size / 2**20:.0f} MiB layer)")
+    engine.load(docker_archive(Archive((ImageToLoad(config, (tag,)),), {layer.diff_id: layer.path})), tag)
+    if remote:
+        _share(engine, tag, remote, progress)
+    return DependencyImage(tag, engine.image_info(tag), base, "installed")
+
+
+def _share(engine: ContainerEngine, tag: str, remote: str, progress: Progress) -> None:
+    """Put the dependency image in the cache registry unless it is there already. A cache that cannot be
+    filled (registry down, no credentials) only costs the next machine an install: said, not fatal."""
+    from smenv.errors import RegistryError
+
+    try:
+        if engine.registry_has(remote):
+            return
+        engine.tag_image(tag, remote)
+        progress(f"dependencies: sharing {remote}")
+        engine.push(remote, progress)
+    except RegistryError as exc:
+        progress(f"dependencies: not shared through the cache registry: {exc.message}")
+
+
+def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: BuildJob, deps: DependencyImage,
+                           tag: str, scratch: Path, progress: Progress) -> RuntimeImage:
+    """The image: the dependency image's layers, then one layer with the model, its plan, the verifier and
+    --code, and the config the Dockerfile's stage 2 gives. Only the new layer is sent to the engine."""
+    import json
+    import time
+    from importlib import resources
+
+    from smenv.docker.assemble import Archive, ImageSpec, ImageToLoad, docker_archive, image_config
+    from smenv.docker.layers import Entry, layer_from_entries, tree_entries
+    from smenv.render.dockerfile import CMD, CODE_DIR, HOME, image_labels, runtime_env
+
+    started = time.monotonic()
+    root = Path(generated.facts.model_root)
+    plan_text = json.dumps(generated.plan_json, indent=2, sort_keys=True) + "\n"
+    verifier = resources.files("smenv.runtime").joinpath("verify.py").read_bytes()
+    entries = [
+        Entry(HOME, uid=UID),
+        Entry("opt/smenv/verify.py", data=verifier),
+        Entry("opt/smenv/smenv.json", data=plan_text.encode()),
+        *tree_entries(root, MODEL_DIR if root.is_dir() else f"{MODEL_DIR}/{root.name}"),
+    ]
+    for code in job.code:
+        entries += tree_entries(code, f"{CODE_DIR}/{code.name}")
+    progress(f"building {tag}: one layer with the model ({generated.facts.size_bytes / 2**20:.1f} MiB)")
+    layer = layer_from_entries(entries, scratch / "app.tar")
+    spec = ImageSpec(
+        env=tuple(runtime_env(generated.plan, bool(job.code))), user=f"{UID}:{UID}", workdir=HOME, cmd=CMD,
+        labels=image_labels(generated.facts, generated.plan, generated.lock, generated.base.image),
+        created=_created(generated),
+    )
+    installed = deps.info.diff_ids[len(deps.base.diff_ids):]
+    config = image_config(deps.base.config, deps.base.diff_ids,
+                          [*((d, VENV_HISTORY) for d in installed),
+                           (layer.diff_id, "smenv: the model, its plan, the verifier and --code")],
+                          spec, deps.base.architecture, deps.base.os)
+    engine.load(docker_archive(Archive((ImageToLoad(config, (tag,)),), {layer.diff_id: layer.path})), tag)
+    info = engine.image_info(tag)
+    if info is None or info.id != config.image_id:
+        from smenv.errors import DockerError
+
+        raise DockerError(f"docker load {tag}: the engine holds {info.id if info else 'nothing'}, not {config.image_id}")
+    return RuntimeImage(tag, info.id, info.size_bytes, round(time.monotonic() - started, 2), None, deps.how)
+
+
+def _created(generated: Generated) -> str:
+    """The images' creation time: the environment's as-of date, so the same inputs give the same config."""
+    import os
+    from datetime import datetime, timezone
+
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():  # reproducible-builds.org's convention wins
+        return datetime.fromtimestamp(int(os.environ["SOURCE_DATE_EPOCH"]), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return generated.plan.as_of
+
+
+def write_build_context(generated: Generated, job: BuildJob, out: Path, progress: Progress) -> Path:
+    """--context: the self-contained context `docker build` makes the same image from (wheels included)."""
+    wheel_files = None
+    if not job.online:
+        from smenv.env.wheels import download_wheels
+
+        wheel_files = download_wheels(generated.lock, generated.plan, progress=progress).files
+    progress(f"writing the build context to {out}")
+    return _write(generated, out, job.code, generated.dockerfile, wheel_files)
+
+
 def build_dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJob, context_dir: Path,
                            log: Path, progress: Progress) -> str:
     """The dependency stage's image tag, built from the self-contained context unless the engine has it."""
-    base_id = _require_base_image(engine, generated)
+    base_id = _require_base_image(engine, generated).id
     deps_tag = dependency_image_tag(generated, base_id, job.online)
     if engine.image_exists(deps_tag):
         progress(f"dependencies: {deps_tag} is already built")
@@ -341,7 +546,9 @@ def dependency_image_tag(generated: Generated, base_id: str, online: bool) -> st
     """The dependency stage's image, named by what decides its contents: lock, base image, smenv."""
     import hashlib
 
-    key = f"{generated.lock.digest}|{base_id}|{smenv.__version__}|{'online' if online else 'offline'}"
+    # "venv-layer": the base's layers plus one reproducible /opt/venv layer (docker/install.py), not the
+    # classic builder's dependency stage, which held the wheels too.
+    key = f"{generated.lock.digest}|{base_id}|{smenv.__version__}|{'online' if online else 'offline'}|venv-layer"
     return f"smenv-deps:py{generated.lock.python}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -360,8 +567,8 @@ def _write(generated: Generated, out: Path, code: tuple[Path, ...], dockerfile: 
     )
 
 
-def _require_base_image(engine: ContainerEngine, generated: Generated) -> str:
-    """The base image's id; a clear error when the engine lacks it (nothing is ever pulled)."""
+def _require_base_image(engine: ContainerEngine, generated: Generated) -> ImageInfo:
+    """The base image; a clear error when the engine lacks it (nothing is ever pulled)."""
     from smenv.docker.base_image import DEBIAN_FOR_PYTHON
     from smenv.errors import BaseImageError
 
@@ -375,7 +582,7 @@ def _require_base_image(engine: ContainerEngine, generated: Generated) -> str:
             else "pull or load it, or pass --base-image with an image the engine has"
         )
         raise BaseImageError(f"base image {base} is not on the Docker engine (nothing is pulled); {how}")
-    return info.id
+    return info
 
 
 def _refuse_credentials_online(requirements: Path | None) -> None:

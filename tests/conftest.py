@@ -49,31 +49,36 @@ def literal(cell: str) -> str:
 
 
 # The package index: every test resolves against tests/index/ (frozen_index.py), served on 127.0.0.1,
-# so the same commit gives the same locks next year and the suite needs no network. Only tests marked
-# `network` see the live index (through the user's own configuration), because users do.
+# so the same commit gives the same locks next year and the suite needs no network. It is set for the
+# whole session (module fixtures lock too); only tests marked `network` get the user's own settings back
+# (the live index), because users do.
 INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL")
+OTHER_INDEX_VARIABLES = ("UV_EXTRA_INDEX_URL", "UV_INDEX", "PIP_EXTRA_INDEX_URL", "UV_FIND_LINKS", "PIP_FIND_LINKS")
 _INDEXES: list[FrozenIndex] = []  # for the end-of-run report of what the frozen data lacked
+_USERS_OWN = {name: os.environ.get(name) for name in INDEX_VARIABLES + OTHER_INDEX_VARIABLES}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def frozen_index():
     index = FrozenIndex(mode=os.environ.get("SMENV_FREEZE_INDEX", "replay"))
     _INDEXES.append(index)
     with FrozenIndexServer(index) as server:
-        yield server
+        for name in INDEX_VARIABLES:
+            os.environ[name] = server.url
+        for name in OTHER_INDEX_VARIABLES:
+            os.environ.pop(name, None)
+        try:
+            yield server
+        finally:
+            for name, value in _USERS_OWN.items():
+                os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
 @pytest.fixture(autouse=True)
-def index_for_the_test(request, monkeypatch):
+def live_index_for_network_tests(request, monkeypatch):
     if request.node.get_closest_marker("network"):
-        yield None
-        return
-    server = request.getfixturevalue("frozen_index")
-    for name in INDEX_VARIABLES:
-        monkeypatch.setenv(name, server.url)
-    for name in ("UV_EXTRA_INDEX_URL", "UV_INDEX", "PIP_EXTRA_INDEX_URL", "UV_FIND_LINKS", "PIP_FIND_LINKS"):
-        monkeypatch.delenv(name, raising=False)
-    yield server
+        for name, value in _USERS_OWN.items():
+            monkeypatch.delenv(name, raising=False) if value is None else monkeypatch.setenv(name, value)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -22,10 +22,10 @@ resolver's error says which project was asked for.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
+import sys
 import threading
 import urllib.parse
 import urllib.request
@@ -33,6 +33,9 @@ import zipfile
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from check_release_table import Http, RangeFile  # noqa: E402  (the maintainers' reader of remote wheels)
 
 DATA = Path(__file__).resolve().parent / "index"
 UPSTREAM = os.environ.get("SMENV_FREEZE_UPSTREAM", "https://pypi.org/simple")
@@ -107,21 +110,18 @@ class FrozenIndex:
             files.append(served)
         return {"meta": {"api-version": "1.1"}, "name": page["name"], "versions": page["versions"], "files": files}
 
-    def source_url(self, project: str, filename: str) -> str | None:
+    def file(self, project: str, filename: str) -> dict | None:
         page = self.page(project)
-        for f in (page or {}).get("files", []):
-            if f["filename"] == filename:
-                return f["source"]
-        return None
+        return next((f for f in (page or {}).get("files", []) if f["filename"] == filename), None)
 
     # -- metadata ------------------------------------------------------------------------------------
 
     def metadata(self, project: str, filename: str) -> bytes | None:
         path = self.data / "metadata" / f"{filename}.metadata"
         if not path.is_file() and self.mode != "replay":
-            url = self.source_url(project, filename)
-            if url:
-                _write(path, _remote_wheel_metadata(url).decode("utf-8"))
+            found = self.file(project, filename)
+            if found:
+                _write(path, _remote_wheel_metadata(found["source"], found["size"]).decode("utf-8"))
         if not path.is_file():
             self.misses.append(f"metadata/{filename}.metadata")
             return None
@@ -135,52 +135,19 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _remote_wheel_metadata(url: str) -> bytes:
-    """A wheel's METADATA, read with HTTP range requests (the live index here serves no .metadata files)."""
+def _remote_wheel_metadata(url: str, size: int) -> bytes:
+    """A wheel's METADATA, read with HTTP range requests (the live index here serves no .metadata files),
+    through the release-table tool's reader of remote wheels."""
     try:
         with urllib.request.urlopen(url + ".metadata", timeout=60) as response:
             return response.read()
     except urllib.error.HTTPError:
         pass
-    with zipfile.ZipFile(io.BufferedReader(_RangeReader(url), buffer_size=1 << 16)) as wheel:
+    with zipfile.ZipFile(RangeFile(Http(timeout=60), url, size)) as wheel:
         names = [n for n in wheel.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
         if len(names) != 1:
             raise ValueError(f"{url}: expected one .dist-info/METADATA, found {names}")
         return wheel.read(names[0])
-
-
-class _RangeReader(io.RawIOBase):
-    """A seekable read-only file over HTTP range requests: zipfile reads only the directory and one member."""
-
-    def __init__(self, url: str):
-        self.url, self.pos = url, 0
-        request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=60) as response:
-            self.size = int(response.headers["Content-Length"])
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self.pos = {io.SEEK_SET: offset, io.SEEK_CUR: self.pos + offset, io.SEEK_END: self.size + offset}[whence]
-        return self.pos
-
-    def readinto(self, buffer) -> int:
-        if self.pos >= self.size or not len(buffer):
-            return 0
-        end = min(self.pos + len(buffer), self.size) - 1
-        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.pos}-{end}"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            data = response.read()
-        buffer[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -211,9 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if data is None:
                     return self._missing(f"metadata/{filename}")
                 return self._send(200, data, "application/octet-stream", head)
-            source = self.index.source_url(project, filename)
-            if source:
-                return self._send(302, b"", headers={"Location": source})
+            found = self.index.file(project, filename)
+            if found:
+                return self._send(302, b"", headers={"Location": found["source"]})
         return self._missing(path)
 
     def _missing(self, what: str) -> None:

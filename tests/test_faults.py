@@ -118,7 +118,8 @@ def remove_quietly(engine, *refs: str) -> None:
 
 
 def assert_nothing_built_on(engine, root_id: str) -> None:
-    left = descendants(engine, root_id)
+    # Built by a Dockerfile (a parent chain), or loaded by smenv (labelled with the base it was made on).
+    left = descendants(engine, root_id) | {i["Id"] for i in engine.client.api.images(filters={"label": f"org.smenv.base.id={root_id}"})}
     assert left == set(), f"images left behind on {root_id[:19]}: {sorted(i[:19] for i in left)}"
     running = containers_of(engine, left | {root_id})
     assert running == [], f"containers left behind: {[(c['Id'][:12], c['State']) for c in running]}"
@@ -241,7 +242,7 @@ def test_unreachable_engine_is_exit_6_in_one_line(tmp_path, command):
 # -- a build step fails ----------------------------------------------------------------------------------
 
 
-def test_failed_build_step_names_the_step_and_the_log_and_leaves_nothing(docker_engine, tiny_base, tmp_path):
+def test_failed_install_names_the_reason_and_the_log_and_leaves_nothing(docker_engine, tiny_base, tmp_path):
     tag, base_id = tiny_base
     env = smenv_env(tmp_path)
     target = f"smenv-test/faults-failed:{unique()}"
@@ -250,13 +251,9 @@ def test_failed_build_step_names_the_step_and_the_log_and_leaves_nothing(docker_
     errors = error_lines(proc.stderr)
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     line = errors[0]
-    step = re.search(r"docker build failed at (Step \d+/\d+)", line)
-    assert step, line
+    assert "installing the locked packages failed" in line and "/bin/sh" in line, line
     log = Path(re.search(r"\(full log: ([^)]+)\)", line).group(1))
-    assert log.is_file()
-    text = log.read_text()
-    assert f"{step.group(1)} : RUN python3 -m venv /opt/venv" in text  # the step named is the one that failed
-    assert "ERROR:" in text
+    assert log.is_file() and "/bin/sh" in log.read_text()
     assert not docker_engine.image_exists(target)
     assert_nothing_built_on(docker_engine, base_id)
     assert_no_private_temp(env)
@@ -297,16 +294,16 @@ def test_out_of_memory_in_json_says_the_container_was_killed(docker_engine, tf21
 # -- Ctrl-C ----------------------------------------------------------------------------------------------
 
 
-def test_ctrl_c_during_a_build_step_cleans_up(docker_engine, own_base, tmp_path):
+def test_ctrl_c_during_the_install_cleans_up(docker_engine, own_base, tmp_path):
     tag, base_id = own_base
     env = smenv_env(tmp_path)
     target = f"smenv-test/faults-interrupted:{unique()}"
     watched = Watched(["build", str(MODEL), "--base-image", tag, "--no-verify", "--tag", target], env)
     try:
-        watched.wait_for(r"Step \d+/\d+: RUN /opt/venv/bin/pip install", timeout=300)
-        # The step is running: a container of an image built on our base exists right now.
-        wait_until(lambda: [c for c in containers_of(docker_engine, descendants(docker_engine, base_id)) if c["State"] == "running"],
-                   60, "the pip install step's container")
+        watched.wait_for(r"installing the locked packages", timeout=300)
+        # The install is running: a container of our base exists right now.
+        wait_until(lambda: [c for c in containers_of(docker_engine, {base_id}) if c["State"] == "running"],
+                   60, "the install container")
         code = watched.interrupt()
     finally:
         watched.kill()

@@ -6,8 +6,12 @@ flow); resolution and locking are real. tests/test_docker_build.py proves real b
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,22 +20,27 @@ from conftest import FIXTURES
 from smenv import pipeline
 from smenv.docker.engine import BuildResult, Engine, ImageInfo, Sandbox, SandboxRun
 from smenv.docker.interface import ContainerEngine
+from smenv.docker.layers import Layer
 from smenv.env.resolve import ResolveOptions
 from smenv.verify.diagnose import Diagnosis
 from smenv.verify.runner import Verdict
 
 
 class FakeEngine:
-    """A ContainerEngine: images always exist except dependency images, which it 'builds' instantly."""
+    """A ContainerEngine: the base image is there; dependency images appear once 'installed' and loaded."""
 
     def __init__(self):
-        self.builds: list[tuple[str, str | None, str]] = []
+        self.installs: list[str] = []  # the lock text of each install
+        self.loaded: dict[str, ImageInfo] = {}
 
     def image_exists(self, ref: str) -> bool:
-        return not ref.startswith("smenv-deps:")  # the base image is there; dependencies get built
+        return self.image_info(ref) is not None
 
     def image_info(self, ref: str) -> ImageInfo | None:
-        return ImageInfo(id="sha256:" + "0" * 64, tags=(ref,), size_bytes=1, labels={}, created="")
+        if ref.startswith("smenv-deps:"):
+            return self.loaded.get(ref)
+        return self.loaded.get(ref) or ImageInfo(id="sha256:" + "0" * 64, tags=(ref,), size_bytes=1, labels={}, created="",
+                                                 diff_ids=("sha256:" + "1" * 64,), architecture="amd64", os="linux")
 
     def build(
         self,
@@ -41,8 +50,51 @@ class FakeEngine:
         target: str | None = None,
         progress: Callable[[str], None] = lambda message: None,
     ) -> BuildResult:
-        self.builds.append((tag, target, (Path(context) / "requirements.lock").read_text()))
-        return BuildResult("sha256:" + "0" * 64, tag, 0.1, 1, 0)
+        raise NotImplementedError("CPU images are assembled, not built with a Dockerfile")
+
+    def install_layer(
+        self,
+        base_image: str,
+        script: str,
+        lock_text: str,
+        wheel_files: Sequence[Path] | None,
+        out: Path,
+        log_path: Path,
+        *,
+        env: Sequence[tuple[str, str]] = (),
+        network: bool = False,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> Layer:
+        self.installs.append(lock_text)
+        out.write_bytes(lock_text.encode())
+        return Layer(out, "sha256:" + hashlib.sha256(lock_text.encode()).hexdigest(), out.stat().st_size)
+
+    def load(self, archive: Iterable[bytes], what: str) -> list[str]:
+        with tarfile.open(fileobj=io.BytesIO(b"".join(archive))) as tar:
+            manifest = json.loads(tar.extractfile("manifest.json").read())
+            for image in manifest:
+                config = tar.extractfile(image["Config"]).read()
+                image_id = "sha256:" + hashlib.sha256(config).hexdigest()
+                diff_ids = tuple(json.loads(config)["rootfs"]["diff_ids"])
+                for tag in image["RepoTags"]:
+                    self.loaded[tag] = ImageInfo(id=image_id, tags=(tag,), size_bytes=1, labels={}, created="",
+                                                 diff_ids=diff_ids, architecture="amd64", os="linux")
+        return [t for image in manifest for t in image["RepoTags"]]
+
+    def save(self, ref: str) -> Iterator[bytes]:
+        raise NotImplementedError("not part of the --fix flow")
+
+    def tag_image(self, ref: str, tag: str) -> None:
+        self.loaded[tag] = self.image_info(ref)
+
+    def push(self, tag: str, progress: Callable[[str], None] = lambda message: None) -> str:
+        raise NotImplementedError("not part of the --fix flow")
+
+    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None) -> bool:
+        raise NotImplementedError("not part of the --fix flow")
+
+    def registry_has(self, ref: str) -> bool:
+        raise NotImplementedError("not part of the --fix flow")
 
     def read_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes:
         raise NotImplementedError("verification is faked at verify_image (the verdicts fixture)")
@@ -66,9 +118,17 @@ def shape(function) -> list[tuple]:
 @pytest.mark.parametrize("implementation", [Engine, FakeEngine])
 def test_the_real_engine_and_the_fake_implement_the_same_interface(implementation):
     methods = protocol_methods()
-    assert {"build", "image_exists", "image_info", "read_file", "run_sandboxed"} <= set(methods)
+    assert {"build", "image_exists", "image_info", "read_file", "run_sandboxed", "install_layer", "load", "push"} <= set(methods)
     for name in methods:
         assert shape(getattr(implementation, name)) == shape(getattr(ContainerEngine, name)), name
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch, tmp_path):
+    """The fake engine installs nothing, so no wheel is fetched (these tests run with no network)."""
+    from smenv.env.wheels import Wheels
+
+    monkeypatch.setattr("smenv.env.wheels.download_wheels", lambda *a, **k: Wheels(tmp_path, (), 0))
 
 
 @pytest.fixture
@@ -94,7 +154,7 @@ def test_fix_adds_the_named_package_and_rebuilds_once(verdicts, tmp_path):
                            fix=True, engine=engine)
     assert built.exit_code == 0 and built.fixed == ("tensorflow-text==2.15.*",)
     assert len(verdicts) == 2
-    first_lock, second_lock = engine.builds[1][2], engine.builds[3][2]
+    first_lock, second_lock = engine.installs
     assert "tensorflow-text==" not in first_lock and "tensorflow-text==2.15." in second_lock
     assert any(p.origin == "smenv --fix" for p in built.generated.plan.packages)
 

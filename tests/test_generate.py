@@ -187,6 +187,7 @@ def make_wheel(directory: Path, name: str = "smenv_local_probe", version: str = 
     return path
 
 
+@pytest.mark.network  # --offline downloads the TensorFlow wheels beside the local one
 def test_a_local_wheel_is_locked_by_hash_and_shipped_in_the_context(tmp_path):
     wheel = make_wheel(tmp_path)
     req = tmp_path / "requirements.txt"

@@ -32,6 +32,8 @@ from smenv import pipeline
 from smenv.env.resolve import ResolveOptions
 from smenv.env.wheels import default_cache, download_wheels
 
+# The index is filled with wheels downloaded from the live file host (once, then cached).
+pytestmark = pytest.mark.network
 MODEL = FIXTURES / "models" / "tf215-savedmodel"
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, every connection is refused at once
 

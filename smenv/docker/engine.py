@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -25,7 +26,10 @@ import requests.exceptions
 from docker.tls import TLSConfig
 from docker.utils import kwargs_from_env, parse_repository_tag
 
-from smenv.errors import BuildFailed, DockerError, DockerUnavailable
+from smenv.errors import BuildFailed, DockerError, DockerUnavailable, RegistryError
+
+if TYPE_CHECKING:
+    from smenv.docker.layers import Layer
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 PING_TIMEOUT = 5.0  # seconds: an engine that is up answers a ping in milliseconds
@@ -49,6 +53,10 @@ class ImageInfo:
     created: str  # ISO 8601, as the engine reports it
     env: tuple[str, ...] = ()
     cmd: tuple[str, ...] | None = None
+    diff_ids: tuple[str, ...] = ()  # its layers, bottom first (RootFS.Layers)
+    architecture: str = ""
+    os: str = ""
+    config: Mapping = field(default_factory=dict)  # the image config's `config` section, as the engine has it
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,10 @@ class Engine:
             created=data.get("Created", ""),
             env=tuple(config.get("Env") or ()),
             cmd=tuple(config["Cmd"]) if config.get("Cmd") else None,
+            diff_ids=tuple((data.get("RootFS") or {}).get("Layers") or ()),
+            architecture=data.get("Architecture", ""),
+            os=data.get("Os", ""),
+            config=config,
         )
 
     def image_exists(self, ref: str) -> bool:
@@ -178,6 +190,77 @@ class Engine:
                 self.client.api.remove_image(ref, force=force)
             except docker.errors.ImageNotFound:
                 return False
+        return True
+
+    def load(self, archive: Iterable[bytes], what: str) -> list[str]:
+        """`docker load` of a streamed archive (assemble.docker_archive); the images it loaded."""
+        loaded: list[str] = []
+        with self._calls(f"docker load ({what})"):
+            for message in self.client.api.load_image(archive):
+                detail = _stream_error(message)
+                if detail is not None:
+                    raise DockerError(f"docker load ({what}): {_one_line(detail)}")
+                text = message.get("stream", "")
+                if text.startswith("Loaded image"):
+                    loaded.append(text.split(":", 1)[1].strip())
+        return loaded
+
+    def save(self, ref: str) -> Iterator[bytes]:
+        """`docker save REF`: the image as a docker-archive, streamed."""
+        with self._calls(f"docker save {ref}"):
+            yield from self.client.api.get_image(ref, chunk_size=1 << 20)
+
+    def push(self, tag: str, progress: Callable[[str], None] = lambda message: None) -> str:
+        """`docker push TAG` with the engine's credentials (docker config, credential helpers); the digest.
+
+        The SDK reads the same config.json (DOCKER_CONFIG) and credential helpers the docker CLI does, and
+        sends the credentials in a request header to the engine only: never to a log or a layer.
+        """
+        repository, version = parse_repository_tag(tag)
+        digest = ""
+        with self._calls(f"docker push {tag}"):
+            for message in self.client.api.push(repository, tag=version or "latest", stream=True, decode=True):
+                detail = _stream_error(message)
+                if detail is not None:
+                    raise RegistryError(f"docker push {tag}: {_registry_message(detail, repository)}")
+                if message.get("aux", {}).get("Digest"):
+                    digest = message["aux"]["Digest"]
+                elif message.get("status") and message.get("id"):
+                    progress(f"push {message['id']}: {message['status']}")
+        return digest
+
+    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None) -> bool:
+        """`docker pull REF`; False when the registry has no such image (any other failure raises)."""
+        repository, version = parse_repository_tag(ref)
+        with self._calls(f"docker pull {ref}"):
+            try:
+                for message in self.client.api.pull(repository, tag=version or "latest", stream=True, decode=True):
+                    detail = _stream_error(message)
+                    if detail is not None:
+                        if _NOT_FOUND.search(detail):
+                            return False
+                        raise RegistryError(f"docker pull {ref}: {_registry_message(detail, repository)}")
+                    if message.get("status") and message.get("id"):
+                        progress(f"pull {message['id']}: {message['status']}")
+            except docker.errors.NotFound:
+                return False
+            except docker.errors.APIError as exc:
+                if _NOT_FOUND.search(str(exc.explanation or exc)):
+                    return False
+                raise RegistryError(f"docker pull {ref}: {_registry_message(str(exc.explanation or exc), repository)}") from exc
+        return True
+
+    def registry_has(self, ref: str) -> bool:
+        """Whether the registry REF names holds that image (its manifest, asked through the engine)."""
+        with self._calls(f"docker manifest inspect {ref}"):
+            try:
+                self.client.api.inspect_distribution(ref)
+            except docker.errors.NotFound:
+                return False
+            except docker.errors.APIError as exc:
+                if _NOT_FOUND.search(str(exc.explanation or exc)):
+                    return False
+                raise RegistryError(f"asking for {ref}: {_registry_message(str(exc.explanation or exc), ref)}") from exc
         return True
 
     def tag_image(self, ref: str, tag: str) -> None:
@@ -348,6 +431,26 @@ class Engine:
             if time.monotonic() > deadline:
                 return
             time.sleep(0.5)
+
+    def install_layer(
+        self,
+        base_image: str,
+        script: str,
+        lock_text: str,
+        wheel_files: Sequence[Path] | None,
+        out: Path,
+        log_path: Path,
+        *,
+        env: Sequence[tuple[str, str]] = (),
+        network: bool = False,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> Layer:
+        """Run the install `script` in a throw-away container of `base_image`; /opt/venv as a layer file
+        (docker/install.py: no commit, no network unless asked, the container removed whatever happens)."""
+        from smenv.docker.install import install_layer
+
+        return install_layer(self, base_image, script, lock_text, wheel_files, out, log_path, env=env,
+                             network=network, progress=progress)
 
     def read_file(self, image: str, path: str, limit: int = 16 << 20) -> bytes:
         """One file from an image, read from a created (never started) container."""
@@ -532,6 +635,29 @@ def _import_result(answer: str) -> str:
     if image_id is None:
         raise DockerError(f"docker import: no image id in the engine's answer: {_one_line(answer)[:200]}")
     return image_id
+
+
+def _stream_error(message: Mapping) -> str | None:
+    """The error in one message of the engine's JSON stream (push, pull, load), or None.
+
+    The engine reports these failures inside a 200 answer, which the SDK does not raise."""
+    if message.get("error") or message.get("errorDetail"):
+        return str(message.get("error") or (message.get("errorDetail") or {}).get("message", ""))
+    return None
+
+
+_NOT_FOUND = re.compile(r"manifest unknown|not found|does not exist", re.I)
+
+
+def _registry_message(detail: str, repository: str) -> str:
+    """The engine's registry error in one line, with what to do for the usual ones."""
+    text = _one_line(detail)
+    registry = repository.split("/", 1)[0] if "/" in repository else "docker.io"
+    if re.search(r"unauthorized|authentication required|no basic auth credentials|denied", text, re.I):
+        return f"{text} (the registry refused the credentials: `docker login {registry}`)"
+    if re.search(r"connection refused|no such host|i/o timeout|dial tcp", text, re.I):
+        return f"{text} (is the registry {registry} reachable from the Docker engine?)"
+    return text
 
 
 def _one_line(text: str) -> str:

@@ -8,12 +8,13 @@ so a fake that has these methods, with these signatures, stands in for the engin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from smenv.docker.engine import BuildResult, ImageInfo, Sandbox, SandboxRun
+    from smenv.docker.layers import Layer
 
 
 class ContainerEngine(Protocol):
@@ -40,4 +41,42 @@ class ContainerEngine(Protocol):
 
     def run_sandboxed(self, image: str, command: Sequence[str], sandbox: Sandbox) -> SandboxRun:
         """Run model code in `sandbox` (no network, read-only, unprivileged, limited); the container is removed."""
+        ...
+
+    def install_layer(
+        self,
+        base_image: str,
+        script: str,
+        lock_text: str,
+        wheel_files: Sequence[Path] | None,
+        out: Path,
+        log_path: Path,
+        *,
+        env: Sequence[tuple[str, str]] = (),
+        network: bool = False,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> Layer:
+        """Run the install `script` in a throw-away container of `base_image`; /opt/venv as a layer file."""
+        ...
+
+    def load(self, archive: Iterable[bytes], what: str) -> list[str]:
+        """`docker load` of a streamed archive; the images it loaded."""
+        ...
+
+    def save(self, ref: str) -> Iterator[bytes]:
+        """`docker save`: the image as a docker-archive, streamed."""
+        ...
+
+    def tag_image(self, ref: str, tag: str) -> None: ...
+
+    def push(self, tag: str, progress: Callable[[str], None] = lambda message: None) -> str:
+        """`docker push` with the engine's credentials; the registry's digest."""
+        ...
+
+    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None) -> bool:
+        """`docker pull`; False when the registry has no such image."""
+        ...
+
+    def registry_has(self, ref: str) -> bool:
+        """Whether the registry holds the image REF names."""
         ...

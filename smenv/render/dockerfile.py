@@ -33,14 +33,73 @@ def _environment() -> jinja2.Environment:
     )
 
 
+VENV = "/opt/venv"
+HOME = "/home/smenv"
+CMD = ("python", "/opt/smenv/verify.py")
+CODE_DIR = "/opt/smenv/code"
+# pip's settings while installing: no cache in the image, no questions, no version check.
+INSTALL_ENV = (("PIP_NO_CACHE_DIR", "1"), ("PIP_DISABLE_PIP_VERSION_CHECK", "1"), ("PIP_NO_INPUT", "1"))
+
+
+def install_script(python: str, offline: bool, index_options: list[str]) -> str:
+    """The shell commands that install requirements.lock (and wheels/) from /tmp/smenv into /opt/venv.
+
+    One text for the Dockerfile's RUN and smenv's own install container (docker/install.py), so both
+    give the same files. Byte code is compiled once, after the install, as unchecked-hash .pyc files
+    (Python >= 3.7): they record the source's hash, not the install time, so the same wheels give the
+    same bytes; pip's own timestamped ones are dropped first. PYTHONHASHSEED fixes set ordering in them.
+    """
+    source = "--no-index --find-links /tmp/smenv/wheels" if offline else " ".join(index_options)
+    pip = (
+        f"{VENV}/bin/pip install --no-compile --require-hashes --no-deps --only-binary :all: "
+        + (source + " " if source else "") + "-r /tmp/smenv/requirements.lock"
+    )
+    steps = [f"python3 -m venv {VENV}", pip, f"find {VENV} -name __pycache__ -type d -prune -exec rm -rf {{}} +"]
+    if tuple(int(x) for x in python.split(".")[:2]) >= (3, 7):
+        steps.append(
+            f"PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 {VENV}/bin/python -m compileall -f -q -j 0 "
+            f"--invalidation-mode unchecked-hash {VENV}/lib > /dev/null"
+        )
+    steps.append("rm -rf /tmp/smenv")
+    return " \\\n && ".join(steps)
+
+
+def runtime_env(plan: EnvironmentPlan, has_code: bool) -> list[tuple[str, str]]:
+    """The image's environment over the base's (the Dockerfile's ENV lines, and the assembled config)."""
+    env = [
+        ("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("VIRTUAL_ENV", VENV),
+        ("HOME", HOME),
+        ("PYTHONUNBUFFERED", "1"),
+        *plan.env,
+    ]
+    if has_code:
+        env.append(("PYTHONPATH", CODE_DIR))  # user modules (--code) on the import path
+    return env
+
+
+def image_labels(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, base_image: str) -> dict[str, str]:
+    """What went into the image, as labels: OCI's own keys and smenv's."""
+    name = Path(facts.path).resolve().name or "model"
+    return {
+        "org.opencontainers.image.title": f"smenv: {name}",
+        "org.opencontainers.image.description": f"{facts.format} model with TensorFlow {plan.tensorflow_version}, built by smenv",
+        "org.opencontainers.image.base.name": base_image,
+        "org.opencontainers.image.version": facts.digest.split(":")[-1][:12],
+        "org.smenv.version": smenv.__version__,
+        "org.smenv.tensorflow.version": plan.tensorflow_version,
+        "org.smenv.tensorflow.package": plan.tensorflow_package,
+        "org.smenv.python.version": lock.python,
+        "org.smenv.device": plan.device,
+        "org.smenv.model.format": facts.format,
+        "org.smenv.model.digest": facts.digest,
+        "org.smenv.lock.digest": lock.digest,
+    }
+
+
 def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, base_image: str, install_python: bool,
                       offline: bool, has_code: bool, deps_image: str | None = None) -> str:
     """The Dockerfile. With `deps_image`, stage 1 is that already-built image instead of the install."""
-    index_options = []
-    if not offline:
-        if plan.index.index_url:
-            index_options.append(f"--index-url {plan.index.index_url}")
-        index_options += [f"--extra-index-url {u}" for u in plan.index.extra_index_urls]
     name = Path(facts.path).resolve().name or "model"
     return _environment().get_template("Dockerfile.j2").render(
         smenv_version=smenv.__version__,
@@ -55,13 +114,19 @@ def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, b
         install_python=install_python,
         offline=offline,
         deps_image=deps_image,
-        index_options=index_options,
-        env=list(plan.env),
+        install_env=INSTALL_ENV,
+        install_script=install_script(lock.python, offline, index_options(plan) if not offline else []),
+        env=runtime_env(plan, has_code),
         uid=UID,
+        home=HOME,
+        cmd=list(CMD),
         code=has_code,
-        model_dir=MODEL_DIR,
-        title=f"smenv: {name}",
-        model_digest=facts.digest,
-        model_digest_short=facts.digest.split(":")[-1][:12],
-        lock_digest=lock.digest,
+        code_dir=CODE_DIR,
+        labels=image_labels(facts, plan, lock, base_image),
     )
+
+
+def index_options(plan: EnvironmentPlan) -> list[str]:
+    """pip's options for the requirements' own index (--online builds only: never with credentials)."""
+    options = [f"--index-url {plan.index.index_url}"] if plan.index.index_url else []
+    return options + [f"--extra-index-url {u}" for u in plan.index.extra_index_urls]

@@ -173,8 +173,6 @@ class Application(object):
                 log("internal error on %s %s: %s\n%s" % (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), exc, traceback.format_exc()))
                 response = error_response(500, "internal server error: %s" % type(exc).__name__)
             headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body)))] + response.headers
-            if service.draining:
-                headers.append(("Connection", "close"))  # keep-alive clients leave after this answer
             start_response("%d %s" % (response.status, STATUS_TEXT.get(response.status, "")), headers)
             self._count(endpoint, response.status, time.perf_counter() - started)
             body = response.body if environ.get("REQUEST_METHOD") != "HEAD" else b""

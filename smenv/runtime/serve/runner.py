@@ -17,10 +17,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-try:
-    import queue
-except ImportError:  # pragma: no cover
-    import Queue as queue
+import queue
 
 import numpy as np
 

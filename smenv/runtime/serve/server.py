@@ -9,7 +9,8 @@ for 2019 cut-offs) to 3.x, which tests/test_serve_waitress_versions.py runs agai
 - its own refusals (a body over max_request_body_size, a malformed request line or header) are
   answered as {"error": ...} JSON, by a channel class whose error task writes JSON;
 - SIGTERM (and SIGINT) drains, which waitress cannot do (Pylons/waitress issue 198): readiness turns
-  false, the listening socket stops accepting, answers carry `Connection: close`, idle keep-alive
+  false, the listening socket stops accepting, answers carry `Connection: close` (set by a task
+  class, since a WSGI application may not set hop-by-hop headers), idle keep-alive
   connections are closed, and the process exits once no request is in flight and every answer is
   written, or after `drain_seconds` at the latest. A second signal exits at once.
 
@@ -20,15 +21,17 @@ Python 3.5 syntax (see the package docstring).
 """
 
 import json
+import os
 import signal
 import socket
+import sys
 import threading
 import time
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 
 from .app import Application, Service, log
 
@@ -50,8 +53,22 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class DrainingTask(WSGITask):
+    """While draining, every answer says `Connection: close` and the connection closes after it.
+
+    A WSGI application may not set hop-by-hop headers (PEP 3333; waitress answers 500 if it does),
+    so this is done where waitress decides: as if the client had asked to close.
+    """
+
+    def build_response_header(self):
+        if getattr(self.channel.server, "smenv_draining", False):
+            self.request.headers["CONNECTION"] = "close"
+        return WSGITask.build_response_header(self)
+
+
 class JsonErrorChannel(HTTPChannel):
     error_task_class = JsonErrorTask
+    task_class = DrainingTask
 
 
 class Server(object):
@@ -107,6 +124,7 @@ class Server(object):
     def begin_drain(self):
         if self.drain_started is None:
             self.drain_started = time.time()
+            self.waitress.smenv_draining = True
             self.service.draining = True
             self.service.metrics.ready.set(0)
 
@@ -153,7 +171,7 @@ class Server(object):
 
     def _close(self):
         try:
-            self.waitress.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+            self.waitress.task_dispatcher.shutdown(cancel_pending=True, timeout=0.2)
         except Exception:
             pass
         try:
@@ -177,4 +195,10 @@ def serve(config, factory):
     server = Server(service, factory)
     server.install_signal_handlers()
     server.start_loading()
-    return server.serve_forever()
+    status = server.serve_forever()
+    if status != 0:
+        # Model calls still running cannot be interrupted, and Python would wait for their threads
+        # (concurrent.futures joins its workers at exit): leave now, as the drain deadline says.
+        sys.stderr.flush()
+        os._exit(status)
+    return status

@@ -405,9 +405,7 @@ class Application(object):
                 raise BadRequest("Inference-Header-Content-Length %d does not fit the %d-byte body" % (size, len(data)))
             data, binary = data[:size], data[size:]
         body = self._json_body(environ, data)
-        params = body.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("'parameters' must be an object")
+        params = codec.optional_object(body, "parameters", "'parameters'")
         sig = self._signature(params)
         request_id = body.get("id")
         if request_id is not None and not isinstance(request_id, str):

@@ -80,6 +80,16 @@ def shape_text(shape):
     return "unknown rank" if shape is None else "[%s]" % ", ".join("-1" if d is None else str(d) for d in shape)
 
 
+def optional_object(container, key, where):
+    """container[key] when it is an object, {} when it is absent or null; anything else is refused."""
+    value = container.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("%s must be an object" % where)
+    return value
+
+
 def is_b64(value):
     return isinstance(value, dict) and len(value) == 1 and "b64" in value
 
@@ -467,9 +477,7 @@ def oip_inputs(body, signature, binary=None):
         expected = oip_datatype(spec.dtype)
         if datatype != expected:
             raise BadRequest("%s: datatype %s, the model takes %s" % (where, _short(datatype), expected))
-        params = item.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("%s: 'parameters' must be an object" % where)
+        params = optional_object(item, "parameters", "%s: 'parameters'" % where)
         size = params.get("binary_data_size")
         if size is not None:
             if "data" in item:
@@ -528,10 +536,11 @@ def _from_binary(raw, datatype, count, where):
 def oip_requested_outputs(body, signature):
     """The requested output names (all when none are asked) and which of them to answer as binary."""
     names = [s.name for s in signature.outputs]
-    params = body.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise BadRequest("'parameters' must be an object")
-    binary_all = params.get("binary_data_output") is True
+    params = optional_object(body, "parameters", "'parameters'")
+    binary_all = params.get("binary_data_output")
+    if binary_all is not None and not isinstance(binary_all, bool):
+        raise BadRequest("parameters.binary_data_output must be true or false")
+    binary_all = bool(binary_all)
     requested = body.get("outputs")
     if requested is None:
         return None, set(names) if binary_all else set()
@@ -544,10 +553,11 @@ def oip_requested_outputs(body, signature):
         name = item["name"]
         if names and name not in names:
             raise BadRequest("unknown output %r; signature %r answers %s" % (name, signature.name, ", ".join(repr(n) for n in names)))
-        p = item.get("parameters") or {}
-        if not isinstance(p, dict):
-            raise BadRequest("'outputs'[%d].parameters must be an object" % i)
-        if p.get("binary_data", binary_all) is True:
+        p = optional_object(item, "parameters", "'outputs'[%d].parameters" % i)
+        flag = p.get("binary_data")
+        if flag is not None and not isinstance(flag, bool):
+            raise BadRequest("'outputs'[%d].parameters.binary_data must be true or false" % i)
+        if flag if flag is not None else binary_all:
             binary.add(name)
         wanted.append(name)
     return wanted, binary

@@ -98,7 +98,7 @@ def document(service):
         "responses": dict(_ok({"type": "object", "required": ["model_spec", "metadata"]}), **_errors(404, 503))}}
 
     predict = {"type": "object", "properties": {
-        "signature_name": {"type": "string", "enum": signature_names} if signature_names else {"type": "string"},
+        "signature_name": {"type": "string", "nullable": True, "enum": signature_names + [None]} if signature_names else {"type": "string", "nullable": True},
         "instances": {"type": "array", "minItems": 1, "items": _row_schema(default) if default else {}},
         "inputs": _columns_schema(default) if default else {},
     }}
@@ -120,8 +120,8 @@ def document(service):
         if not names:
             continue
         schema = {"type": "object", "required": ["examples"], "properties": {
-            "signature_name": {"type": "string", "enum": names},
-            "context": {"$ref": "#/components/schemas/Features"},
+            "signature_name": {"type": "string", "nullable": True, "enum": names + [None]},
+            "context": {"allOf": [{"$ref": "#/components/schemas/Features"}], "nullable": True},
             "examples": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Features"}}}}
         if service.default not in names:
             schema["required"] = ["signature_name", "examples"]
@@ -150,14 +150,16 @@ def document(service):
         "name": {"type": "string", "enum": [s.name for s in default.inputs]} if default and default.inputs else {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "datatype": {"type": "string", "enum": sorted(set(codec.OIP_NUMPY))},
-        "parameters": {"type": "object"},
+        "parameters": {"type": "object", "nullable": True},
         "data": {"type": "array"}}}
     infer = {"type": "object", "required": ["inputs"], "properties": {
-        "id": {"type": "string"},
-        "parameters": {"type": "object", "properties": {"signature_name": {"type": "string"}, "binary_data_output": {"type": "boolean"}}},
+        "id": {"type": "string", "nullable": True},
+        "parameters": {"type": "object", "nullable": True, "properties": {
+            "signature_name": {"type": "string", "nullable": True}, "binary_data_output": {"type": "boolean", "nullable": True}}},
         "inputs": {"type": "array", "minItems": 1, "items": infer_inputs},
-        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string"}, "parameters": {"type": "object"}}}}}}
+        "outputs": {"type": "array", "nullable": True, "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "parameters": {"type": "object", "nullable": True, "properties": {
+                "binary_data": {"type": "boolean", "nullable": True}}}}}}}}
     infer_request = {"required": True, "content": {"application/json": {"schema": infer}}}
     if default is not None and default.inputs:
         tensors = []
@@ -169,12 +171,17 @@ def document(service):
             leaf = _example_value(s.dtype, [])
             tensors.append({"name": s.name, "shape": shape, "datatype": codec.oip_datatype(s.dtype), "data": [leaf] * count})
         infer_request["content"]["application/json"]["example"] = {"inputs": tensors}
+    infer_ok = {"type": "object", "required": ["model_name", "outputs"], "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "shape", "datatype"]}}}}
+    infer_responses = dict(_ok(infer_ok), **_errors(400, 404, 413, 500, 503))
+    infer_responses["200"]["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    infer_responses["200"]["description"] = ("the answer; with binary outputs asked for (binary tensor data extension), the "
+                                             "JSON answer is followed by the tensors' bytes, its length in the "
+                                             "Inference-Header-Content-Length header")
     paths["/v2/models/%s/infer" % name] = {"post": {
         "summary": "Inference (Open Inference Protocol)", "operationId": "v2_infer", "requestBody": infer_request,
-        "responses": dict(_ok({"type": "object", "required": ["model_name", "outputs"], "properties": {
-            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
-            "outputs": {"type": "array", "items": {"type": "object", "required": ["name", "shape", "datatype"]}}}}),
-            **_errors(400, 404, 413, 500, 503))}}
+        "responses": infer_responses}}
     paths["/metrics"] = {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "responses": {
         "200": {"description": "text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
     paths["/openapi.json"] = {"get": {"summary": "This document", "operationId": "openapi", "responses": _ok({"type": "object"})}}

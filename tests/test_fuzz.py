@@ -200,7 +200,10 @@ SAVED_CRASHES = sorted(CRASHES.glob("*/*.bin"))
 
 
 @pytest.mark.parametrize("path", SAVED_CRASHES, ids=[f"{p.parent.name}/{p.name}" for p in SAVED_CRASHES])
-def test_saved_crash_inputs(sandbox, path):
+def test_saved_crash_inputs(sandbox, path, monkeypatch):
+    from smenv.model import hdf5_file
+
+    monkeypatch.setattr(hdf5_file, "READ_SECONDS", 1)  # the HDF5 hang ends at the limit, whatever it is: keep CI fast
     assert path.parent.name in TARGETS, f"{path}: no target {path.parent.name!r} (tests/fuzz_targets.py)"
     TARGETS[path.parent.name].run(sandbox, path.read_bytes())
 
@@ -371,3 +374,25 @@ def test_keras_archive_with_a_corrupt_compressed_member_is_invalid_model(tmp_pat
     path.write_bytes(bytes(data))
     with pytest.raises(InvalidModel, match="damaged .keras archive"):
         inspect_model(path)
+
+
+def test_an_h5_file_the_hdf5_library_loops_on_is_invalid_model(tmp_path, monkeypatch):
+    """Found by tools/fuzz.py: reading one attribute of this 17 KB file never returned (a loop in C code)."""
+    from smenv.errors import InvalidModel
+    from smenv.model import hdf5_file
+
+    monkeypatch.setattr(hdf5_file, "READ_SECONDS", 1)
+    with pytest.raises(InvalidModel, match=r"not a readable HDF5 file \(it did not finish in 1 s\): the file is damaged"):
+        inspect_model(CRASHES / "h5" / "a6d2be197d1a.bin")
+
+
+def test_an_h5_file_that_asks_for_gigabytes_is_invalid_model_without_taking_them(tmp_path):
+    """Found by tools/fuzz.py: a variable-length attribute whose heap entry claims gigabytes; the reader
+    took 4.2 GB before failing. It now reads in a child limited to 1 GiB more than it inherits."""
+    import resource
+
+    from smenv.errors import InvalidModel
+
+    with pytest.raises(InvalidModel, match="not a readable HDF5 file"):
+        inspect_model(CRASHES / "h5" / "6cc468703b10.bin")
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 2 << 20  # KiB: the child stayed under 2 GiB

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make fuzz`: every fuzz target in turn, for a time budget each, then a summary per target.
 
-    .venv/bin/python tools/fuzz.py [TARGET ...] [--minutes N] [--engine auto|atheris|hypothesis]
+    .venv/bin/python tools/fuzz.py [TARGET ...] [--minutes N] [--engine auto|both|atheris|hypothesis]
     .venv/bin/python tools/fuzz.py --list
     .venv/bin/python tools/fuzz.py --compare SECONDS [TARGET ...]
 
@@ -9,9 +9,10 @@ The targets are in tests/fuzz_targets.py (the same ones tests/test_fuzz.py runs 
 runs in its own process, one at a time, for `--minutes` (default: $FUZZ_MINUTES, else 10):
 - atheris (coverage-guided, libFuzzer's mutations of bytes; starts from real files and examples of the
   target's hypothesis strategy), or
-- hypothesis (the target's structured generator, in fresh random batches until the time is up);
-`auto` takes the engine the target names, the one that covered more of smenv in equal time
-(`--compare` measures it: both engines, SECONDS each, smenv's branches seen).
+- hypothesis (the target's structured generator, in fresh random batches until the time is up), or
+- both, half the time each;
+`auto` takes the engine the target names: atheris or hypothesis where one covered clearly more of smenv
+in equal time, both where neither did (`--compare` measures it: each engine SECONDS, smenv's branches seen).
 
 Crashes (anything but success or a one-line SmenvError, a hang, a write outside the input's directory)
 do not stop the run. Each distinct crash (exception type and the smenv line it came from) is saved once
@@ -42,6 +43,10 @@ sys.path.insert(0, str(REPO / "tests"))
 BUILD = REPO / "build" / "fuzz"
 SMENV_DIR = str(REPO / "smenv") + os.sep
 FLUSH_SECONDS = 5.0  # the child writes its figures this often, so a child that dies loses little
+# A child whose figures are this old is stuck in one input inside C code (HDF5, zlib), where the 20 s alarm
+# of tests/fuzz_targets.py cannot interrupt it (libFuzzer's own -timeout shares that SIGALRM, so it is off):
+# the parent kills it and saves the input as a hang.
+STUCK_SECONDS = 90.0
 HYPOTHESIS_BATCH = 200
 SEED_EXAMPLES = 200  # examples of the hypothesis strategy added to atheris's starting corpus
 
@@ -51,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help="targets to run (default: all, in order)")
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("FUZZ_MINUTES", "10")),
                         help="time budget per target (default: $FUZZ_MINUTES, else 10)")
-    parser.add_argument("--engine", choices=["auto", "atheris", "hypothesis"], default="auto")
+    parser.add_argument("--engine", choices=["auto", "both", "atheris", "hypothesis"], default="auto")
     parser.add_argument("--crash-dir", type=Path, default=None, help="where crashing inputs go (default: tests/fuzz_crashes)")
     parser.add_argument("--list", action="store_true", help="list the targets and their engines")
     parser.add_argument("--compare", type=float, metavar="SECONDS", help="run both engines SECONDS each and compare coverage")
+    parser.add_argument("--replay", type=Path, metavar="DIR", help="run the target on every file in DIR (and further DIRs) under the tracer; print smenv's branches seen")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--stats", type=Path, help=argparse.SUPPRESS)
@@ -62,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.child:
         return _child(args.child, args.engine, args.seconds, args.stats, args.crash_dir, args.trace)
+    if args.replay:
+        print(_replay(args.targets[0], [args.replay.resolve(), *(Path(d).resolve() for d in rest)]))
+        return 0
 
     from fuzz_targets import CRASHES, TARGETS
 
@@ -76,14 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     crash_dir = args.crash_dir or CRASHES
     if args.compare:
         return _compare(names, args.compare, crash_dir)
-    if args.engine in ("auto", "atheris") and not _has_atheris():
+    if args.engine != "hypothesis" and not _has_atheris():
         print("fuzz: atheris is not installed (`.venv/bin/python -m pip install atheris`): every target uses hypothesis")
     rows = []
     started = time.monotonic()
     for i, name in enumerate(names, 1):
         engine = _engine(TARGETS[name].engine if args.engine == "auto" else args.engine)
         print(f"fuzz: [{i}/{len(names)}] {name} with {engine} for {args.minutes:g} min", flush=True)
-        stats = run_target(name, engine, args.minutes * 60, crash_dir)
+        if engine == "both":
+            halves = [run_target(name, e, args.minutes * 30, crash_dir) for e in ("hypothesis", "atheris")]
+            stats = _merged(name, halves)
+        else:
+            stats = run_target(name, engine, args.minutes * 60, crash_dir)
         rows.append(stats)
         print("fuzz:   " + _row(stats), flush=True)
         for sig, c in stats["crashes"].items():
@@ -101,14 +114,29 @@ def _has_atheris() -> bool:
 
 
 def _engine(wanted: str) -> str:
-    return wanted if wanted != "atheris" or _has_atheris() else "hypothesis"
+    return wanted if wanted == "hypothesis" or _has_atheris() else "hypothesis"
+
+
+def _merged(name: str, runs: list[dict]) -> dict:
+    out = {"target": name, "engine": "both", "seconds": 0.0, "inputs": 0, "crashes": {}, "restarts": 0,
+           "runs": {r["engine"]: {k: r[k] for k in ("seconds", "inputs", "restarts")} for r in runs}}
+    for r in runs:
+        out["seconds"] += r["seconds"]
+        out["inputs"] += r["inputs"]
+        out["restarts"] += r["restarts"]
+        for sig, c in r["crashes"].items():
+            mine = out["crashes"].setdefault(sig, {**c, "count": 0, "engines": []})
+            mine["count"] += c["count"]
+            mine["engines"].append(r["engine"])
+    return out
 
 
 def _row(s: dict) -> str:
     crashes = sum(c["count"] for c in s["crashes"].values())
     restarts = f", {s['restarts']} restarts" if s["restarts"] else ""
+    split = "".join(f"; {e} {r['inputs']:,} in {r['seconds'] / 60:.1f} min" for e, r in s.get("runs", {}).items())
     return (f"{s['target']:18} {s['engine']:10} {s['seconds'] / 60:6.1f} min {s['inputs']:>10,} inputs "
-            f"{len(s['crashes']):>3} distinct crashes ({crashes} inputs){restarts}")
+            f"{len(s['crashes']):>3} distinct crashes ({crashes} inputs){restarts}{split}")
 
 
 def _summary(rows: list[dict], seconds: float) -> None:
@@ -143,11 +171,16 @@ def run_target(name: str, engine: str, seconds: float, crash_dir: Path, trace: b
                 cmd.append("--trace")
             child_started = time.monotonic()
             proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+            stuck = False
             try:
-                code = proc.wait(timeout=left + 300)  # libFuzzer's own -timeout ends a stuck input well before
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                code = proc.wait()
+                while (code := proc.poll()) is None:
+                    time.sleep(1)
+                    if stats_path.is_file() and time.time() - stats_path.stat().st_mtime > STUCK_SECONDS:
+                        stuck = True
+                    if stuck or time.monotonic() - child_started > left + 600:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        code = proc.wait()
+                        break
             except KeyboardInterrupt:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -170,9 +203,12 @@ def run_target(name: str, engine: str, seconds: float, crash_dir: Path, trace: b
             # The child died: keep what it died on, then go on with the rest of the budget.
             total["restarts"] += 1
             new = sorted(set((out / "artifacts").glob("*")) - before) if (out / "artifacts").is_dir() else []
-            died_on = new[0] if new else (out / "current.bin" if (out / "current.bin").is_file() else None)
-            how = f"the fuzzing process died ({_exit_text(code)}{', ' + new[0].name.split('-')[0] if new else ''})"
-            sig = f"{how} in target {name}"
+            died_on = (out / "current.bin") if (out / "current.bin").is_file() else (new[0] if new else None)
+            if stuck:
+                sig = f"hang in C code (no answer in {STUCK_SECONDS:g} s, the process killed) in target {name}"
+            else:
+                how = f"{_exit_text(code)}{', libFuzzer: ' + new[0].name.split('-')[0] if new else ''}"
+                sig = f"the fuzzing process died ({how}) in target {name}"
             entry = total["crashes"].setdefault(sig, {"count": 0, "input": None, "traceback": str(log.relative_to(REPO))})
             entry["count"] += 1
             if died_on is not None and entry["input"] is None:
@@ -198,13 +234,21 @@ def _save(directory: Path, signature: str, data: bytes) -> Path:
 
 
 def _compare(names: list[str], seconds: float, crash_dir: Path) -> int:
+    """Both engines, the same fuzzing time each. The yardstick is smenv's line-to-line branches seen by a tracer
+    in a process without atheris's instrumentation (which hides about half the line events): hypothesis is
+    traced as it runs; atheris's corpus (every input that gave it new coverage) is replayed afterwards."""
     from fuzz_targets import TARGETS
 
-    print(f"fuzz: coverage of smenv (distinct branches, line to line) in {seconds:g} s per engine, under a tracer")
+    print(f"fuzz: coverage of smenv (distinct branches, line to line) in {seconds:g} s per engine")
     print(f"{'target':18} {'hypothesis':>11} {'atheris':>9}  {'inputs h':>9} {'inputs a':>9}  more  (declared)")
     for name in names:
-        got = {e: run_target(name, e, seconds, crash_dir, trace=True) for e in ("hypothesis", "atheris")}
+        shutil.rmtree(BUILD / name / "corpus", ignore_errors=True)
+        got = {e: run_target(name, e, seconds, crash_dir, trace=(e == "hypothesis")) for e in ("hypothesis", "atheris")}
         h, a = got["hypothesis"], got["atheris"]
+        # libFuzzer keeps in corpus/ what it found; the seeds it started from stay in seeds/: both are its coverage.
+        a["coverage"] = int(subprocess.run([sys.executable, str(Path(__file__).resolve()), name, "--replay",
+                                            str(BUILD / name / "corpus"), str(BUILD / name / "seeds")],
+                                           capture_output=True, text=True, cwd=REPO).stdout.split()[-1])
         best = "atheris" if a["coverage"] > h["coverage"] else "hypothesis"
         print(f"{name:18} {h['coverage']:>11} {a['coverage']:>9}  {h['inputs']:>9} {a['inputs']:>9}  {best:10} ({TARGETS[name].engine})", flush=True)
     return 0
@@ -223,14 +267,16 @@ class _Recorder:
         self.seconds = seconds
         self.trace = False
         self.arcs: set | None = None
-        self.start()
+        self.started = self.flushed = time.monotonic()
+        self.deadline = self.started + seconds
 
     def start(self) -> None:
         """The clock starts when the first input is about to run: set-up (imports, instrumentation, seeds) is free."""
-        self.started = self.flushed = time.monotonic()
+        self.started = time.monotonic()
         self.deadline = self.started + self.seconds
         if self.trace and self.arcs is None:
             self.arcs = _trace_smenv()
+        self.flush()  # from now on the parent watches this file's age
 
     def crash(self, data: bytes, exc: BaseException) -> None:
         sig = signature(exc)
@@ -307,8 +353,7 @@ def _child(name: str, engine: str, seconds: float, stats: Path, crash_dir: Path,
         if time.monotonic() >= recorder.deadline:
             _finish(recorder, work_root)
         recorder.inputs += 1
-        if engine == "hypothesis":
-            current.write_bytes(data)  # what the parent saves if this input kills the process
+        current.write_bytes(data)  # what the parent saves if this input kills or hangs the process
         try:
             target.run(sandbox, data)
         except (KeyboardInterrupt, SystemExit):
@@ -333,7 +378,7 @@ def _child(name: str, engine: str, seconds: float, stats: Path, crash_dir: Path,
         seeds.mkdir(parents=True)
         for i, data in enumerate(target.seeds() + _examples(target, SEED_EXAMPLES)):
             (seeds / f"seed-{i:03}").write_bytes(data)
-        argv = [sys.argv[0], str(corpus), str(seeds), f"-max_total_time={int(seconds) + 60}", "-timeout=120",
+        argv = [sys.argv[0], str(corpus), str(seeds), f"-max_total_time={int(seconds) + 60}", "-timeout=0",
                 "-rss_limit_mb=4096", f"-artifact_prefix={artifacts}/", "-print_final_stats=1"]
         atheris.Setup(argv, one)
         recorder.start()
@@ -342,6 +387,35 @@ def _child(name: str, engine: str, seconds: float, stats: Path, crash_dir: Path,
     _hypothesis_loop(target, one, recorder)
     _finish(recorder, work_root)
     return 0
+
+
+def _replay(name: str, directories: list[Path]) -> int:
+    """smenv's branches seen while the target runs every file of `directories` (no instrumentation)."""
+    import warnings
+
+    from fuzz_targets import TARGETS, Sandbox
+
+    warnings.simplefilter("ignore")
+    target = TARGETS[name]
+    work_root = Path(tempfile.mkdtemp(prefix=f"smenv-fuzz-replay-{name}-"))
+    work = work_root / "work"
+    (work / "tmp").mkdir(parents=True)
+    os.chdir(work)
+    tempfile.tempdir = str(work / "tmp")
+    sandbox = Sandbox(work_root, work)
+    target.seeds()  # as in the child: what the seeds cost is not counted
+    arcs = _trace_smenv()
+    for path in sorted(p for d in directories if d.is_dir() for p in d.iterdir()):
+        try:
+            target.run(sandbox, path.read_bytes())
+        except BaseException:  # noqa: BLE001 - a crash is counted by the run itself; here only coverage matters
+            pass
+        for case in work.glob("case*"):
+            shutil.rmtree(case, ignore_errors=True)
+    sys.settrace(None)
+    os.chdir(REPO)
+    shutil.rmtree(work_root, ignore_errors=True)
+    return len(arcs)
 
 
 def _import_all_smenv() -> None:

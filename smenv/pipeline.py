@@ -281,6 +281,8 @@ def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, 
         else:
             deps = dependency_image(engine, generated, job, scratch, log, progress)
             image = assemble_runtime_image(engine, generated, job, deps, tag, scratch, progress)
+            _log(log, f"# {tag}: {image.image_id}, on {deps.tag} (dependencies {deps.how}), "
+                      f"the model's layer made and loaded in {image.build_seconds:.2f} s")
         if job.context_dir:
             write_build_context(generated, job, job.context_dir, progress)
         verdict = verify_built_image(engine, image.tag, sandbox, progress, job.sample_input) if job.verify else None
@@ -459,6 +461,13 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
 
         raise DockerError(f"docker load {tag}: the engine holds {info.id if info else 'nothing'}, not {config.image_id}")
     return RuntimeImage(tag, info.id, info.size_bytes, round(time.monotonic() - started, 2), None, deps.how)
+
+
+def _log(log: Path, line: str) -> None:
+    """One line in the build log (the install writes pip's output there too)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
 
 
 def _created(generated: Generated) -> str:

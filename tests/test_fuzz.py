@@ -396,3 +396,33 @@ def test_an_h5_file_that_asks_for_gigabytes_is_invalid_model_without_taking_them
     with pytest.raises(InvalidModel, match="not a readable HDF5 file"):
         inspect_model(CRASHES / "h5" / "6cc468703b10.bin")
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 2 << 20  # KiB: the child stayed under 2 GiB
+
+
+@pytest.mark.parametrize("where", ["graph_def", "object_graph_def", "signature key", "signature def", "tensor info",
+                                   "tensor shape", "function name"])
+def test_saved_model_with_a_varint_where_a_message_belongs_is_read_as_if_the_field_were_absent(tmp_path, where):
+    """Found by tools/fuzz.py (tests/fuzz_crashes/saved-model-pb): `'int' object has no attribute ...`."""
+    import pbwrite
+    from smenv.model.tfschema import numbers
+
+    mg, sm = numbers("MetaGraphDef"), numbers("SavedModel")
+    v = pbwrite.field_varint
+    sig_entry = lambda key, sig: pbwrite.field_bytes(mg["signature_def"], key + sig)  # noqa: E731
+    body = {
+        "graph_def": v(mg["graph_def"], 7),
+        "object_graph_def": v(mg["object_graph_def"], 7),
+        "signature key": sig_entry(v(1, 7), pbwrite.field_bytes(2, b"")),
+        "signature def": sig_entry(pbwrite.field_bytes(1, "serving_default"), v(2, 7)),
+        "tensor info": sig_entry(pbwrite.field_bytes(1, "serving_default"),
+                                 pbwrite.field_bytes(2, pbwrite.field_bytes(1, pbwrite.field_bytes(1, "x") + v(2, 7)))),
+        "tensor shape": sig_entry(pbwrite.field_bytes(1, "serving_default"), pbwrite.field_bytes(2, pbwrite.signature(
+            {"x": v(numbers("TensorInfo")["tensor_shape"], 7)}, {}))),
+        "function name": pbwrite.field_bytes(mg["graph_def"], pbwrite.field_bytes(
+            numbers("GraphDef")["library"], pbwrite.field_bytes(1, v(numbers("FunctionDef")["signature"], 0) +
+                                                                 pbwrite.field_bytes(numbers("FunctionDef")["signature"], v(1, 7))))),
+    }[where]
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(pbwrite.field_bytes(sm["meta_graphs"], body))
+    facts = inspect_model(model)  # no exception; what the field would have said is simply not known
+    assert facts.format

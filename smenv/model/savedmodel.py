@@ -120,16 +120,16 @@ def _read_meta_graph(mg) -> GraphContents:
             elif name == "tensorflow_git_version" and wtype == LEN:
                 git_version = normalise_git_version(value.text())
     ops, producer = Counter(), None
-    graph = parts.get("graph_def")
+    graph = _message(parts.get("graph_def"))
     if graph is not None:
         ops, producer = _count_ops(graph)
     signatures: list[Signature] = []
     for entry in mg.messages(numbers("MetaGraphDef")["signature_def"]):
-        key, sig = entry.first(1), entry.first(2)
+        key, sig = _text(entry.first(1)), _message(entry.first(2))
         if key is not None:
-            signatures.append(_read_signature(key.text(), sig))
+            signatures.append(_read_signature(key, sig))
     objects = []
-    object_graph = parts.get("object_graph_def")
+    object_graph = _message(parts.get("object_graph_def"))
     if object_graph is not None:
         objects = _keras_user_objects(object_graph)
     return GraphContents(
@@ -159,9 +159,9 @@ def _count_ops(graph) -> tuple[Counter, int | None]:
             for fn in value.messages(1):  # FunctionDefLibrary.function
                 for fnum, fw, fval in fn.fields():
                     if fnum == _FN["signature"] and fw == LEN:
-                        name = fval.first(1)
+                        name = _text(fval.first(1))
                         if name is not None:
-                            function_names.add(name.text())
+                            function_names.add(name)
                     elif fnum == _FN["node_def"] and fw == LEN:
                         _count_node(fval, raw)
         elif number == _GD["versions"] and wtype == LEN:
@@ -186,8 +186,8 @@ def _read_signature(name: str, sig) -> Signature:
         for number, wtype, value in sig.fields():
             field_name = _SIG.get(number)
             if field_name in ("inputs", "outputs") and wtype == LEN:
-                key, info = value.first(1), value.first(2)
-                spec = _read_tensor_info(key.text() if key is not None else "", info)
+                key, info = _text(value.first(1)), _message(value.first(2))
+                spec = _read_tensor_info(key or "", info)
                 (inputs if field_name == "inputs" else outputs).append(spec)
             elif field_name == "method_name" and wtype == LEN:
                 method = value.text()
@@ -206,7 +206,7 @@ def _read_tensor_info(key: str, info) -> TensorSpec:
     kind = "sparse" if "coo_sparse" in got else "composite" if "composite_tensor" in got else "dense"
     dtype = got.get("dtype")
     shape: tuple[int | None, ...] | None = None
-    shape_msg = got.get("tensor_shape")
+    shape_msg = _message(got.get("tensor_shape"))
     if shape_msg is not None:
         dims: list[int | None] = []
         unknown_rank = False
@@ -250,8 +250,16 @@ def normalise_git_version(text: str) -> str | None:
     return text or None
 
 
+# A field's value has the wire type the file gives it, not the one the schema expects: a damaged file
+# can hold a varint where a message or a string belongs (found by tools/fuzz.py). Read such a field as absent.
+
+
 def _text(value) -> str | None:
     return value.text() if value is not None and hasattr(value, "text") else None
+
+
+def _message(value):
+    return value if hasattr(value, "fields") else None
 
 
 def _json(value, path: Path | None) -> dict:

@@ -228,9 +228,9 @@ class Project:
         shutil.rmtree(self.root.parent, ignore_errors=True)
 
 
-def smenv_build(smenv: str, project: Project) -> tuple[float, dict]:
+def smenv_build(smenv: str, project: Project, tag: str = SMENV_TAG) -> tuple[float, dict]:
     seconds, proc = timed([smenv, "build", str(project.model), "-r", str(project.requirements), "--no-verify",
-                           "--tag", SMENV_TAG, "--base-image", BENCH_BASE, "--json"])
+                           "--tag", tag, "--base-image", BENCH_BASE, "--json"])
     return seconds, json.loads(proc.stdout)
 
 
@@ -324,15 +324,16 @@ def large_model_rebuild(smenv: str, project: Project, runs: int, log, size: int 
     """A model-only rebuild of a 1 GiB model (half_plus_two with a 1 GiB asset of random bytes), against
     copying the model's files (`cp -r` to a fresh directory on the same disk, then sync)."""
     big = project.model / "00000123" / "assets" / "bench-1gib.bin"
+    tag = f"{SMENV_TAG}-1gib"  # its own image: the size and verification sections measure the plain one
     with open(big, "wb") as f:
         for _ in range(size >> 24):
             f.write(os.urandom(1 << 24))
     try:
-        smenv_build(smenv, project)  # the first image of the big model; the rebuilds below change it
+        smenv_build(smenv, project, tag)  # the first image of the big model; the rebuilds below change it
         rebuild, copy = [], []
         for i in range(runs):
             project.change_model()
-            seconds, built = smenv_build(smenv, project)
+            seconds, built = smenv_build(smenv, project, tag)
             rebuild.append(seconds)
             target = Path(tempfile.mkdtemp(prefix="smenv-bench-copy-"))
             seconds, _ = timed(["sh", "-c", f'cp -r "{project.model}" "{target}/m" && sync'])
@@ -343,6 +344,7 @@ def large_model_rebuild(smenv: str, project: Project, runs: int, log, size: int 
                 "smenv": summary(rebuild), "copy": summary(copy)}
     finally:
         big.unlink()
+        docker("rmi", "-f", tag, check=False)
 
 
 def baseline_loads_model() -> bool:

@@ -30,12 +30,11 @@ class Layer:
 
 @dataclass(frozen=True)
 class Entry:
-    """One file, directory or symlink of a layer made from the host (see `layer_from_entries`)."""
+    """One file or directory of a layer made from the host (see `layer_from_entries`)."""
 
     name: str  # path inside the image, no leading slash
     source: Path | None = None  # a host file to copy; None for a directory
     data: bytes | None = None  # or the file's bytes
-    link: str | None = None  # or a symlink's target
     uid: int = 0
     mode: int | None = None  # default: 0o755 for directories, 0o644 for files (as the build context has them)
 
@@ -110,10 +109,7 @@ def layer_from_entries(entries: Iterable[Entry], out: Path) -> Layer:
         for name in sorted(by_name):
             entry = by_name[name]
             info = tarfile.TarInfo(name)
-            if entry.link is not None:
-                info.type, info.linkname = tarfile.SYMTYPE, entry.link
-                tar.addfile(_normal(info, entry.uid, 0o777))
-            elif entry.source is None and entry.data is None:
+            if entry.source is None and entry.data is None:
                 info.type = tarfile.DIRTYPE
                 tar.addfile(_normal(info, entry.uid, entry.mode or 0o755))
             elif entry.data is not None:

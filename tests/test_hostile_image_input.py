@@ -157,6 +157,11 @@ def test_every_plan_smenv_writes_is_read_back_as_it_is():
         'SMENV_RESULT {"ok": true, "signatures": [{"primary": true}]}',
         'SMENV_RESULT {"ok": true, "signatures": [{"name": "s", "outputs": [{"name": "y"}]}]}',
         'SMENV_RESULT {"ok": true, "gpus": [1]}',
+        # Found by make fuzz (tests/fuzz_crashes/verifier-output): the console reads these with .get(key, default).
+        'SMENV_RESULT {"ok": true, "timings": null}',
+        'SMENV_RESULT {"ok": true, "signatures": null}',
+        'SMENV_RESULT {"ok": true, "gpus": null}',
+        'SMENV_RESULT {"ok": true, "signatures": [{"name": "s", "outputs": null}]}',
         "SMENV_RESULT " + "[" * 100_000,
     ],
 )
@@ -170,6 +175,7 @@ def test_a_verifier_result_in_the_shape_it_writes_is_kept():
     run = decode_run(encode_run(0, b"SMENV_RESULT " + json.dumps({
         "ok": True, "stage": "done", "python": "3.11.2", "tensorflow": "2.15.1", "timings": {"load_s": 0.1}, "gpus": [],
         "signatures": [{"name": "serving_default", "primary": True, "seconds": 0.01,
-                        "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 1]}]}]}).encode() + b"\n", b""))
+                        "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 1]},
+                                    {"name": "z", "dtype": "string", "shape": None}]}]}).encode() + b"\n", b""))  # unknown rank
     verdict = _verdict("img", PLAN, run)
     assert verdict.ok and verdict.result["signatures"][0]["outputs"][0]["shape"] == [None, 1]

@@ -74,6 +74,13 @@ def image_plan(engine: Engine, image: str) -> dict:
 # read as hostile input (tools/fuzz.py fuzzes the three functions below). Only the shape of the fields
 # the host reads back is checked (here, smenv/verify/diagnose.py, smenv/console.py); every one may be
 # null or absent (a dry-run plan has no lock), and anything else in the file is left as it is.
+class _OrNull:
+    """A field that may be null even where nulls do not count as absent."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
 _PLAN_SHAPE = {
     "model": {"tensorflow_version": str, "keras_version": str, "size_bytes": (int, float),
               "custom_objects": [{"class_name": str, "module": str, "registered_name": str, "kind": str}]},
@@ -88,10 +95,12 @@ _RESULT_SHAPE = {
     "error": {"type": str, "module": str, "message": str, "traceback": str},
     "signatures": [{"name": str, "primary": bool, "seconds": (int, float),
                     "error": {"type": str, "message": str},
-                    "outputs": [{"name": str, "dtype": str, "shape": [(int, type(None))]}]}],
+                    "outputs": [{"name": str, "dtype": str, "shape": _OrNull([(int, type(None))])}]}],  # null: unknown rank
 }
 # Keys the console reads with [] (a missing one would be a KeyError), by the dict that holds them.
 _RESULT_REQUIRED = {"signature": ("name",), "signature error": ("type",), "output": ("name", "dtype", "shape")}
+# The console reads the result's objects and lists with .get(key, default), so there a null is not "absent";
+# the verifier writes none (tests/fuzz_crashes/verifier-output).
 
 
 def check_labels(image: str, labels: Mapping[str, str]) -> None:
@@ -126,7 +135,7 @@ def read_result(stdout: str) -> dict | None:
                 result = json.loads(line[len(RESULT_PREFIX):])
             except (ValueError, RecursionError):
                 result = None
-    if not isinstance(result, dict) or _misfit(result, _RESULT_SHAPE):
+    if not isinstance(result, dict) or _misfit(result, _RESULT_SHAPE, nulls=False):
         return None
     for sig in result.get("signatures") or []:
         if not (sig and _has(sig, "signature") and (not sig.get("error") or _has(sig["error"], "signature error"))
@@ -136,26 +145,32 @@ def read_result(stdout: str) -> dict | None:
 
 
 def _has(value: dict, what: str) -> bool:
-    return all(value.get(k) is not None for k in _RESULT_REQUIRED[what])
+    return all(k in value for k in _RESULT_REQUIRED[what])
 
 
-def _misfit(value, shape, where: str = "") -> str | None:
-    """The first field of `value` that does not have `shape` (a null field is as good as absent), else None."""
+def _misfit(value, shape, where: str = "", nulls: bool = True) -> str | None:
+    """The first field of `value` that does not have `shape`, else None. A null field is as good as an absent
+    one, except, with `nulls=False`, where an object or a list belongs."""
+    if isinstance(shape, _OrNull):
+        if value is None:
+            return None
+        shape = shape.shape
     if value is None:
-        return None
+        return where if not nulls and isinstance(shape, (dict, list)) else None
     if isinstance(shape, dict):
         if not isinstance(value, dict):
             return where or "the top level"
         if str in shape:  # a mapping of names
             return next((f"{where}[{k!r}]" for k, v in value.items()
-                         if not isinstance(k, str) or _misfit(v, shape[str]) is not None), None)
-        return next((bad for k, s in shape.items() if (bad := _misfit(value.get(k), s, f"{where}.{k}".lstrip("."))) is not None), None)
+                         if not isinstance(k, str) or _misfit(v, shape[str], "", nulls) is not None), None)
+        return next((bad for k, s in shape.items()
+                     if k in value and (bad := _misfit(value[k], s, f"{where}.{k}".lstrip("."), nulls)) is not None), None)
     if isinstance(shape, list):
         if not isinstance(value, list):
             return where
         nullable = isinstance(shape[0], tuple) and type(None) in shape[0]  # e.g. a dimension of unknown size
         for i, v in enumerate(value):  # else an item is never null: the readers take each one as it is
-            bad = (None if nullable else f"{where}[{i}]") if v is None else _misfit(v, shape[0], f"{where}[{i}]")
+            bad = (None if nullable else f"{where}[{i}]") if v is None else _misfit(v, shape[0], f"{where}[{i}]", nulls)
             if bad is not None:
                 return bad
         return None

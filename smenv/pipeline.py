@@ -127,7 +127,7 @@ def _plan_json(facts: ModelFacts, env_plan: EnvironmentPlan, the_lock: Lock | No
     environment["base_image"] = base
     return {
         "smenv_version": smenv.__version__,
-        "model": facts.to_json(),
+        "model": _portable_model(facts),
         "environment": environment,
         "lock": {"digest": the_lock.digest, "packages": the_lock.packages} if the_lock else None,
         "image": {
@@ -139,6 +139,18 @@ def _plan_json(facts: ModelFacts, env_plan: EnvironmentPlan, the_lock: Lock | No
         },
         "notes": list(notes),
     }
+
+
+def _portable_model(facts: ModelFacts) -> dict:
+    """The model's facts with its host paths replaced by its name (`half_plus_two`,
+    `half_plus_two/00000123`): the plan goes into the image, whose ID must not depend on the directory
+    the model was built from."""
+    data = facts.to_json()
+    given = Path(facts.path).resolve()
+    root = Path(facts.model_root).resolve()
+    data["path"] = given.name
+    data["model_root"] = given.name if root == given else f"{given.name}/{root.relative_to(given).as_posix()}"
+    return data
 
 
 # -- build and verify ----------------------------------------------------------------------------

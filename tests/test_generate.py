@@ -95,6 +95,29 @@ def test_same_inputs_give_byte_identical_contexts(tmp_path):
         assert not filecmp.dircmp(tmp_path / "a" / sub, tmp_path / "b" / sub).diff_files
 
 
+def test_the_same_model_from_another_directory_gives_the_same_context(tmp_path, monkeypatch):
+    """No host path reaches the plan (it goes into the image): a model and requirements copied elsewhere
+    and given by absolute path, or by a relative path from inside the model, give the same bytes."""
+    import shutil
+
+    trees = []
+    for where in ("one", "two/deeper"):
+        model = tmp_path / where / "half_plus_two"
+        shutil.copytree(REPO / "examples" / "half_plus_two", model)
+        (model / "common.txt").write_text("numpy<2\n")
+        (model / "requirements.txt").write_text("-r common.txt\n")
+        trees.append(model)
+    monkeypatch.chdir(tmp_path)
+    pipeline.generate(pipeline.ModelInput(trees[0]), trees[0] / "requirements.txt", ResolveOptions(), tmp_path / "a")
+    monkeypatch.chdir(trees[1] / "00000123")
+    pipeline.generate(pipeline.ModelInput(Path("..")), Path("../requirements.txt"), ResolveOptions(), tmp_path / "b")
+    for sub in ("", "payload"):
+        cmp = filecmp.dircmp(tmp_path / "a" / sub, tmp_path / "b" / sub)
+        assert not cmp.diff_files and not cmp.left_only and not cmp.right_only, sub
+    plan = (tmp_path / "a" / "smenv.json").read_text()
+    assert str(tmp_path) not in plan and '"requirements common.txt:1"' in plan
+
+
 def test_context_is_self_contained(tmp_path):
     run_generate("cpu-tf215-savedmodel", tmp_path, tmp_path / "ctx")
     names = sorted(p.relative_to(tmp_path / "ctx").as_posix() for p in (tmp_path / "ctx").rglob("*") if p.is_file())

@@ -46,7 +46,7 @@ def test_requirements_pin_that_disagrees_is_reported_and_the_model_wins(tmp_path
     warn = decision(plan, "requirement:tensorflow")
     assert warn.level == "warning"
     assert "tensorflow==2.13.0" in warn.reason and "2.15.1" in warn.reason
-    assert f"{tmp_path / 'requirements.txt'}:2" in warn.reason
+    assert warn.reason.startswith("requirements.txt:2 ")  # relative to the file given: no host path in the plan
     assert "numpy<2" in [p.requirement for p in plan.packages]
 
 

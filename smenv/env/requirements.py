@@ -61,7 +61,8 @@ class IndexOptions:
         return {
             "index_url": redact_url(self.index_url) if self.index_url else None,
             "extra_index_urls": [redact_url(u) for u in self.extra_index_urls],
-            "find_links": [redact_url(u) for u in self.find_links],
+            # A local directory by its name only: the plan must not depend on where it is on this host.
+            "find_links": [redact_url(u) if "://" in u else Path(u).name for u in self.find_links],
             "no_index": self.no_index,
         }
 
@@ -93,18 +94,26 @@ def parse_requirements(path: Path) -> Requirements:
         raise RequirementsError("requirements file not found", path)
     reqs: list[Requirement] = []
     files: list[str] = []
-    # Paths are recorded as the user gave them (relative stays relative), so the same inputs give the
-    # same plan in any checkout; identity for cycle detection uses the resolved path.
-    index = _collect(path, reqs, files, constraint=False, stack=())
+    # Each line's file is recorded relative to the directory of the file given (`requirements.txt:3`,
+    # `common/base.txt:1`), never as the host path it was reached by: the plan goes into the image, and the
+    # same inputs must give the same image from any directory or machine. Identity for cycle detection uses
+    # the resolved path.
+    index = _collect(path, reqs, files, constraint=False, stack=(), top=_resolve(path).parent)
     return Requirements(tuple(reqs), index, tuple(files))
 
 
-def _collect(path: Path, out: list[Requirement], files: list[str], constraint: bool, stack: tuple[Path, ...]) -> IndexOptions:
+def _shown(path: Path, top: Path) -> str:
+    """`path` as recorded in the plan: relative to the top requirements file's directory."""
+    return os.path.relpath(_resolve(path), top)
+
+
+def _collect(path: Path, out: list[Requirement], files: list[str], constraint: bool, stack: tuple[Path, ...],
+             top: Path) -> IndexOptions:
     if _resolve(path) in stack:
         raise RequirementsError(f"includes itself through {' -> '.join(p.name for p in stack)}", path)
     if not _is_file(path):
         raise RequirementsError("included requirements file not found", path)
-    files.append(str(path))
+    files.append(_shown(path, top))
     try:
         parsed = RequirementsFile.from_file(str(path), include_nested=False)
     except Exception as exc:  # the parser raises plain exceptions on malformed text
@@ -119,9 +128,9 @@ def _collect(path: Path, out: list[Requirement], files: list[str], constraint: b
         o = opt.options
         at = _Line(path, opt.line_number)
         for included in o.get("requirements", []):
-            index = index.merged(_collect(_include(at, included, "included file"), out, files, constraint, stack + (_resolve(path),)))
+            index = index.merged(_collect(_include(at, included, "included file"), out, files, constraint, stack + (_resolve(path),), top))
         for included in o.get("constraints", []):
-            index = index.merged(_collect(_include(at, included, "constraints file"), out, files, True, stack + (_resolve(path),)))
+            index = index.merged(_collect(_include(at, included, "constraints file"), out, files, True, stack + (_resolve(path),), top))
         index = index.merged(
             IndexOptions(
                 index_url=_url(at, o["index_url"], "index URL") if o.get("index_url") else None,
@@ -131,11 +140,11 @@ def _collect(path: Path, out: list[Requirement], files: list[str], constraint: b
             )
         )
     for req in parsed.requirements:
-        out.append(_requirement(req, path, constraint))
+        out.append(_requirement(req, path, constraint, _shown(path, top)))
     return index
 
 
-def _requirement(req, path: Path, constraint: bool) -> Requirement:
+def _requirement(req, path: Path, constraint: bool, shown: str) -> Requirement:
     # The line as written: dumps() re-renders it and raises on PEP 440 `===` arbitrary versions (test_fuzz.py).
     line = " ".join((req.line or req.name or "").split())
     if req.is_editable:
@@ -179,7 +188,7 @@ def _requirement(req, path: Path, constraint: bool) -> Requirement:
         specifier=specifier,
         marker=marker,
         extras=extras,
-        file=str(path),
+        file=shown,
         line=req.line_number,
         constraint=constraint,
         url=url,

@@ -95,9 +95,14 @@ def main_table(r: dict) -> list[str]:
         big = b.get("large_model")
         if big:
             ratio = big["smenv"]["median"] / big["copy"]["median"]
-            add(f"| rebuild after a model-only change, {size(big['model_bytes'])} model, whole command, against "
-                f"`cp -r` of the model | {secs(big['smenv'])} | {secs(big['copy'])} (copy) | {ratio:.1f}x the copy "
-                f"| ≤ 2x the copy | {met(ratio <= 2)} |")
+            add(f"| rebuild after a small change to a {size(big['model_bytes'])} model (its large file unchanged), "
+                f"whole command, against `cp -r` of the model | {secs(big['smenv'])} | {secs(big['copy'])} (copy) "
+                f"| {ratio:.1f}x the copy | ≤ 2x the copy | {met(ratio <= 2)} |")
+            if big.get("smenv_rewritten"):
+                ratio = big["smenv_rewritten"]["median"] / big["copy"]["median"]
+                add(f"| rebuild after the large file is rewritten (new weights), whole command, against `cp -r` "
+                    f"| {secs(big['smenv_rewritten'])} | {secs(big['copy'])} (copy) | {ratio:.1f}x the copy "
+                    f"| ≤ 2x the copy | {met(ratio <= 2)} |")
         ids = b.get("cold_image_ids") or []
         if ids:
             add(f"| reproducible: image IDs of {len(ids)} cold builds (everything of smenv's removed before each) "

@@ -439,7 +439,8 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
     from importlib import resources
 
     from smenv.docker.assemble import Archive, ImageSpec, ImageToLoad, docker_archive, image_config
-    from smenv.docker.layers import Entry, layer_from_entries, tree_entries
+    from smenv.docker import model_layers
+    from smenv.docker.layers import Entry, tree_entries
     from smenv.render.dockerfile import CMD, CODE_DIR, HOME, image_labels, runtime_env
 
     started = time.monotonic()
@@ -454,8 +455,9 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
     ]
     for code in job.code:
         entries += tree_entries(code, f"{CODE_DIR}/{code.name}")
-    progress(f"building {tag}: one layer with the model ({generated.facts.size_bytes / 2**20:.1f} MiB)")
-    layer = layer_from_entries(entries, scratch / "app.tar")
+    progress(f"building {tag}: the model's layers ({generated.facts.size_bytes / 2**20:.1f} MiB)")
+    planned = model_layers.split(entries, "smenv: the model, its plan, the verifier and --code")
+    made = model_layers.make_layers(planned, deps.info.diff_ids, scratch, engine.has_layers)
     spec = ImageSpec(
         env=tuple(runtime_env(generated.plan, bool(job.code))), user=f"{UID}:{UID}", workdir=HOME, cmd=CMD,
         labels=image_labels(generated.facts, generated.plan, generated.lock, generated.base.image),
@@ -463,10 +465,10 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
     )
     installed = deps.info.diff_ids[len(deps.base.diff_ids):]
     config = image_config(deps.base.config, deps.base.diff_ids,
-                          [*((d, VENV_HISTORY) for d in installed),
-                           (layer.diff_id, "smenv: the model, its plan, the verifier and --code")],
+                          [*((d, VENV_HISTORY) for d in installed), *((m.diff_id, m.history) for m in made)],
                           spec, deps.base.architecture, deps.base.os)
-    engine.load(docker_archive(Archive((ImageToLoad(config, (tag,)),), {layer.diff_id: layer.path})), tag)
+    sent = {m.diff_id: m.path for m in made if m.path is not None}
+    engine.load(docker_archive(Archive((ImageToLoad(config, (tag,)),), sent)), tag)
     info = engine.image_info(tag)
     if info is None or info.id != config.image_id:
         from smenv.errors import DockerError

@@ -36,6 +36,9 @@ class FakeEngine:
     def image_exists(self, ref: str) -> bool:
         return self.image_info(ref) is not None
 
+    def has_layers(self, diff_ids: Sequence[str]) -> bool:
+        return any(info.diff_ids[:len(diff_ids)] == tuple(diff_ids) for info in self.loaded.values())
+
     def image_info(self, ref: str) -> ImageInfo | None:
         if ref.startswith("smenv-deps:"):
             return self.loaded.get(ref)

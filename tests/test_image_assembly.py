@@ -77,6 +77,49 @@ def test_a_model_only_change_adds_one_layer_on_the_same_dependencies(first, dock
         docker_engine.remove_image("smenv-test/changed:1")
 
 
+def test_an_unchanged_large_file_is_neither_written_nor_sent_again(first, docker_engine, tmp_path, monkeypatch):
+    """A large model file has a layer of its own (smenv/docker/model_layers.py): after a small change the
+    engine already has that layer, so only the small layer is written and loaded."""
+    from smenv.docker import model_layers
+
+    monkeypatch.setattr(model_layers, "BIG_FILE", 4 << 20)  # a 6 MiB file stands for a large one
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model)
+    (model / "assets").mkdir(exist_ok=True)
+    big = model / "assets" / "embeddings.bin"
+    big.write_bytes(os.urandom(6 << 20))
+    os.utime(big, (1_600_000_000, 1_600_000_000))  # not "racily clean": the stat cache may keep it
+    written = []
+    real = model_layers.layer_from_entries
+    monkeypatch.setattr(model_layers, "layer_from_entries", lambda entries, out: written.append(out) or real(entries, out))
+    try:
+        one = build(docker_engine, model, tag="smenv-test/big:1")
+        assert len(written) == 2  # the large file's layer, then the rest
+        (model / "assets" / "note.txt").write_text("a small change\n")
+        two = build(docker_engine, model, tag="smenv-test/big:2")
+        assert len(written) == 3  # only the rest, again
+        before, after = docker_engine.image_info(one.image), docker_engine.image_info(two.image)
+        assert before.diff_ids[:-1] == after.diff_ids[:-1] and before.diff_ids[-1] != after.diff_ids[-1]
+        history = [h["CreatedBy"] for h in docker_engine.client.api.history(two.image)[:2]]
+        assert history[1] == "smenv: /opt/smenv/model/assets/embeddings.bin (a large model file, a layer of its own)"
+        assert files(docker_engine, two.image, "/opt/smenv/model/assets")["assets/embeddings.bin"][1] == \
+            hashlib.sha256(big.read_bytes()).hexdigest()
+    finally:
+        for tag in ("smenv-test/big:1", "smenv-test/big:2"):
+            docker_engine.remove_image(tag)
+
+
+def test_the_same_model_from_another_directory_gives_the_same_image_id(first, docker_engine, tmp_path):
+    moved = tmp_path / "elsewhere" / MODEL.name
+    shutil.copytree(MODEL, moved)
+    again = build(docker_engine, moved.resolve(), tag="smenv-test/moved:1")
+    try:
+        assert again.image_id == first.image_id
+    finally:
+        docker_engine.remove_image("smenv-test/moved:1")
+
+
 def test_labels_and_config_say_what_went_in(first, docker_engine):
     info = docker_engine.image_info(first.image)
     assert info.labels["org.smenv.model.digest"] == first.generated.facts.digest

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 PING_TIMEOUT = 5.0  # seconds: an engine that is up answers a ping in milliseconds
 CALL_TIMEOUT = 120.0  # seconds, for ordinary calls; uploads and waits set their own
+MODEL_LABEL = "org.smenv.model.digest"  # on every image smenv makes for a model (render.dockerfile.image_labels)
 THROWAWAY_LABEL = "org.smenv.throwaway"  # on containers smenv starts and removes, so leftovers can be found
 
 
@@ -182,6 +183,19 @@ class Engine:
 
     def image_exists(self, ref: str) -> bool:
         return self.image_info(ref) is not None
+
+    def has_layers(self, diff_ids: Sequence[str]) -> bool:
+        """Whether an smenv model image on the engine starts with these layers, so that a load of an
+        image on top of them needs none of their files. The engine has no call that asks for a layer
+        chain, so this looks at the layers of its smenv model images (the newest 64)."""
+        wanted = tuple(diff_ids)
+        with self._calls("docker image ls"):
+            images = self.client.api.images(filters={"label": MODEL_LABEL})
+        for image in sorted(images, key=lambda i: -int(i.get("Created") or 0))[:64]:
+            info = self.image_info(image["Id"])
+            if info is not None and info.diff_ids[:len(wanted)] == wanted:
+                return True
+        return False
 
     def remove_image(self, ref: str, force: bool = False) -> bool:
         """Remove an image by tag or id; False when there was none. An image in use is a DockerError."""

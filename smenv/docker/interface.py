@@ -24,6 +24,11 @@ class ContainerEngine(Protocol):
 
     def image_exists(self, ref: str) -> bool: ...
 
+    def has_layers(self, diff_ids: Sequence[str]) -> bool:
+        """Whether an smenv model image on the engine starts with these layers, so that a load of an
+        image on top of them needs none of their files."""
+        ...
+
     def build(
         self,
         context: Path,

@@ -19,6 +19,7 @@ from pathlib import Path
 # else the epoch. An int: tarfile writes a PAX record for a float mtime.
 MTIME = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
 _CHUNK = 1 << 20
+_COPY = 4 << 20  # bytes per read when a host file is copied into a layer
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,12 @@ def normalize_archive(chunks: Iterable[bytes], out: Path, prefix: str) -> Layer:
 
 
 def layer_from_entries(entries: Iterable[Entry], out: Path) -> Layer:
-    """A layer of host files and made-up ones, sorted by path, with their parent directories."""
+    """A layer of host files and made-up ones, sorted by path, with their parent directories.
+
+    Written here rather than through tarfile's stream, which copies a file in 16 KiB reads and grows
+    its buffer by concatenation (about 10 s for 1 GiB on this machine, against 1-2 s here); the bytes
+    are the same tarfile writes (headers from TarInfo.tobuf, tarfile's end-of-archive and record padding).
+    """
     by_name: dict[str, Entry] = {}
     for entry in entries:
         name = entry.name.strip("/")
@@ -104,25 +110,44 @@ def layer_from_entries(entries: Iterable[Entry], out: Path) -> Layer:
         while parent and parent not in by_name:
             by_name[parent] = Entry(parent)
             parent = os.path.dirname(parent)
-    raw, counted, tar = _writer(out)
-    try:
+    sha, size = hashlib.sha256(), 0
+    buffer = memoryview(bytearray(_COPY))
+    with open(out, "wb") as raw:
+
+        def put(data) -> None:
+            nonlocal size
+            sha.update(data)
+            raw.write(data)
+            size += len(data)
+
         for name in sorted(by_name):
             entry = by_name[name]
             info = tarfile.TarInfo(name)
             if entry.source is None and entry.data is None:
                 info.type = tarfile.DIRTYPE
-                tar.addfile(_normal(info, entry.uid, entry.mode or 0o755))
+                put(_header(_normal(info, entry.uid, entry.mode or 0o755)))
             elif entry.data is not None:
                 info.size = len(entry.data)
-                tar.addfile(_normal(info, entry.uid, entry.mode or 0o644), _BytesReader(entry.data))
+                put(_header(_normal(info, entry.uid, entry.mode or 0o644)) + entry.data + tar_padding(info.size))
             else:
-                info.size = entry.source.stat().st_size
                 with open(entry.source, "rb") as f:
-                    tar.addfile(_normal(info, entry.uid, entry.mode or 0o644), f)
-        tar.close()
-    finally:
-        raw.close()
-    return Layer(out, "sha256:" + counted.sha.hexdigest(), counted.size)
+                    info.size = os.fstat(f.fileno()).st_size
+                    put(_header(_normal(info, entry.uid, entry.mode or 0o644)))
+                    left = info.size
+                    while left:
+                        n = f.readinto(buffer[:min(left, _COPY)])
+                        if not n:
+                            raise OSError(f"{entry.source} shrank while it was copied into a layer")
+                        put(buffer[:n])
+                        left -= n
+                    put(tar_padding(info.size))
+        put(TAR_END)
+        put(b"\0" * (-size % tarfile.RECORDSIZE))
+    return Layer(out, "sha256:" + sha.hexdigest(), size)
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
 def tree_entries(source: Path, target: str, uid: int = 0) -> Iterator[Entry]:

@@ -369,6 +369,16 @@ def test_openapi_document_is_valid_and_describes_the_model(server):
     assert requests.post(server.url + "/v2/models/hpt/infer", json=example).status_code == 200
 
 
+def test_an_empty_signature_name_means_the_default_and_the_spec_says_so(server):
+    """Found by schemathesis (ST201): TF Serving takes "" for the default signature, and so does the
+    server, but the OpenAPI document's enum left "" out."""
+    assert predict(server, {"signature_name": "", "instances": [1.0]}).json() == {"predictions": [2.5]}
+    doc = requests.get(server.url + "/openapi.json").json()
+    for verb in ("predict", "classify"):
+        schema = doc["paths"][f"/v1/models/hpt:{verb}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert "" in schema["properties"]["signature_name"]["enum"], verb
+
+
 # -- batching -----------------------------------------------------------------------------------
 
 

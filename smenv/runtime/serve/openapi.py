@@ -98,7 +98,7 @@ def document(service):
         "responses": dict(_ok({"type": "object", "required": ["model_spec", "metadata"]}), **_errors(404, 503))}}
 
     predict = {"type": "object", "properties": {
-        "signature_name": {"type": "string", "nullable": True, "enum": signature_names + [None]} if signature_names else {"type": "string", "nullable": True},
+        "signature_name": {"type": "string", "nullable": True, "enum": signature_names + ["", None]} if signature_names else {"type": "string", "nullable": True},
         "instances": {"type": "array", "minItems": 1, "items": _row_schema(default) if default else {}},
         "inputs": _columns_schema(default) if default else {},
     }}
@@ -120,7 +120,7 @@ def document(service):
         if not names:
             continue
         schema = {"type": "object", "required": ["examples"], "properties": {
-            "signature_name": {"type": "string", "nullable": True, "enum": names + [None]},
+            "signature_name": {"type": "string", "nullable": True, "enum": names + ["", None]},
             "context": {"allOf": [{"$ref": "#/components/schemas/Features"}], "nullable": True},
             "examples": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Features"}}}}
         if service.default not in names:

@@ -30,6 +30,7 @@ demo: install
 
 # smenv against plain baselines measured in the same run (~25 min); `make bench BENCH_ARGS="--runs 5"`.
 bench: install
+	bash tools/system-packages bench
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -132,7 +132,34 @@ def main_table(r: dict) -> list[str]:
             ("command", "whole `smenv verify` command"),
         ]:
             add(f"| {label} | {secs(v[key])} | | | | |")
+    if "serve" in r:
+        add_serving(r["serve"], add)
     return rows
+
+
+def add_serving(s: dict, add) -> None:
+    one, many = s["one_client"], s["sixteen_clients"]
+    b1, b16 = s["batching_one_client"], s["batching_sixteen_clients"]
+    errors16 = sum(many["errors"].values())
+    add(f"| **5. Serving** (`docker run` of the smenv image, TF Serving `:predict` under wrk, {one['seconds']} s each; "
+        f"baseline: the model's own call timed in the same container) | | | | | |")
+    add(f"| p50 latency, 1 client | {one['p50_ms']:.2f} ms | {s['model_call']['p50'] * 1000:.2f} ms (model call) "
+        f"| server adds {s['server_adds_p50_ms']:.2f} ms | adds ≤ 1 ms | {met(s['server_adds_p50_ms'] <= 1)} |")
+    add(f"| p99 latency, 1 / 16 clients | {one['p99_ms']:.2f} / {many['p99_ms']:.2f} ms "
+        f"| {s['model_call']['p99'] * 1000:.2f} ms (model call) | | (context) | |")
+    add(f"| throughput, 1 / 16 clients | {one['throughput_rps']:.0f} / {many['throughput_rps']:.0f} req/s | | | (context) | |")
+    add(f"| errors under 16 clients for {many['seconds']} s | {errors16} of {many['requests']} | | | none | {met(errors16 == 0)} |")
+    growth = s.get("memory_growth_fraction")
+    if growth is not None:
+        add(f"| memory over the 16-client run (min → max of {len(s['memory_bytes'])} samples) "
+            f"| {min(s['memory_bytes']) / 2**20:.0f} → {max(s['memory_bytes']) / 2**20:.0f} MiB | | "
+            f"| flat (≤ 10% growth) | {met(growth <= 0.10)} |")
+    ratio = b16["throughput_rps"] / b1["throughput_rps"]
+    add(f"| batching on: throughput at 16 clients / at 1 client | {b16['throughput_rps']:.0f} / {b1['throughput_rps']:.0f} req/s "
+        f"| | {ratio:.1f}x | ≥ 3x | {met(ratio >= 3)} |")
+    ready = s["ready"]
+    parts = ", ".join(f"{k.split('_')[0]} {v:.2f} s" for k, v in ready.items() if v is not None)
+    add(f"| `docker run` to ready ({parts or 'no breakdown in the log'}) | {s['ready_seconds']:.2f} s | | | (context) | |")
 
 
 def model_table(r: dict) -> list[str]:

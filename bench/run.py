@@ -1,11 +1,12 @@
 """`make bench`: smenv against plain baselines measured in the same run.
 
-    .venv/bin/python bench/run.py [--runs N] [--cold-runs N] [--sections 1,2,3,4]
+    .venv/bin/python bench/run.py [--runs N] [--cold-runs N] [--sections 1,2,3,4,5]
 
 1. inspection: `smenv inspect --json` vs `saved_model_cli show --all` (corpus + a large generated model)
 2. build: cold build and rebuild after a model-only change, smenv vs a plain Dockerfile
 3. image size: smenv image vs the baseline image vs the floor (base image + locked packages)
 4. verification latency: container start, TensorFlow import, model load, first call
+5. serving: the image as deployed under wrk at 1 and 16 clients, against the model's own call; time to ready
 
 Writes bench/results/latest.json and latest.md, prints the table and, after a run of every section,
 puts the summary table into the README (between its `bench:` markers). Removes the containers and the
@@ -24,6 +25,7 @@ from pathlib import Path
 import images
 import inspection
 import report
+import serving
 from measure import environment_facts
 
 BENCH = Path(__file__).resolve().parent
@@ -36,7 +38,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark smenv against plain baselines.")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument("--cold-runs", type=int, default=None, help="cold builds of each image (default: --runs)")
-    parser.add_argument("--sections", default="1,2,3,4", help="which sections to run (default all)")
+    parser.add_argument("--sections", default="1,2,3,4,5", help="which sections to run (default all)")
+    parser.add_argument("--serve-seconds", type=int, default=60, help="each load run of section 5 (default 60)")
     parser.add_argument("--smenv", default=str(SMENV), help="the smenv executable")
     args = parser.parse_args()
     args.cold_runs = args.runs if args.cold_runs is None else args.cold_runs
@@ -51,7 +54,7 @@ def main() -> int:
                      "machine": {**environment_facts(), **docker_facts()}, "notes": []}
     if 1 in sections:
         results["inspection"] = inspection.run(args.runs, args.smenv, log)
-    if sections & {2, 3, 4}:
+    if sections & {2, 3, 4, 5}:
         docker_sections(args, sections, results, log)
     results["notes"] = notes(results)
     results["total_seconds"] = round(time.monotonic() - started, 1)
@@ -63,7 +66,7 @@ def main() -> int:
     (RESULTS / "latest.md").write_text(text + "\n")
     print(text)
     print(f"\n(total {results['total_seconds'] / 60:.1f} min; written to {RESULTS}/latest.json and latest.md)")
-    if sections == {1, 2, 3, 4}:  # a partial run would put a partial table in the README
+    if sections == {1, 2, 3, 4, 5}:  # a partial run would put a partial table in the README
         update_readme(text)
     return 0
 
@@ -96,6 +99,8 @@ def docker_sections(args, sections: set[int], results: dict, log) -> None:
             results["size"] = images.size_section()
         if 4 in sections:
             results["verify"] = images.verify_section(args.smenv, args.runs, log)
+        if 5 in sections:
+            results["serve"] = serving.run(images.SMENV_TAG, serving.model_name(images.SMENV_TAG), args.serve_seconds, log)
     finally:
         log("cleaning up: bench containers, baseline images, superseded bench images")
         server.stop()

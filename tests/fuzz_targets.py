@@ -763,6 +763,93 @@ def run_verifier_output(sandbox: Sandbox, data: bytes) -> None:
     sandbox.check(sandbox.case(), lambda: [_use_verdict(_verdict("img", p, decode_run(data))) for p in plans[:2]])
 
 
+# -- the served API's requests ------------------------------------------------------------------------
+
+_SERVE_PATHS = (
+    "/v1/models/hpt:predict", "/v1/models/hpt:classify", "/v1/models/hpt:regress", "/v1/models/hpt/metadata",
+    "/v1/models/hpt", "/v1/models/hpt/versions/1:predict", "/v2/models/hpt/infer", "/v2/models/hpt",
+    "/v2/models/hpt/ready", "/v2/health/ready", "/v2", "/metrics", "/openapi.json", "/v1/models/other:predict",
+)
+_SERVE_METHODS = ("POST", "POST", "POST", "GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+
+
+@cache
+def _serve_app():
+    """The server's WSGI application over the numpy stand-in model (smenv.runtime.serve.testing): the
+    same routing, codecs and checks as in the image, without TensorFlow or a socket."""
+    from smenv.runtime.serve.app import Application, Config, Service
+    from smenv.runtime.serve.testing import FakeAdapter
+
+    service = Service(Config(model_name="hpt", request_timeout=5.0, max_body=1 << 20))
+    service.load(lambda: FakeAdapter())
+    return Application(service)
+
+
+class BadAnswer(Exception):
+    """The served API broke its contract on an input: deliberately not a SmenvError."""
+
+
+def run_serve_request(sandbox: Sandbox, data: bytes) -> None:
+    """One HTTP request (path and method from the first byte, the rest the body) through the served API.
+    The property: an answer below 500, JSON with a one-line "error" on every 4xx; the server is unharmed."""
+    selector, body = (data[0], data[1:]) if data else (0, b"")
+    environ = {
+        "REQUEST_METHOD": _SERVE_METHODS[(selector >> 4) % len(_SERVE_METHODS)],
+        "PATH_INFO": _SERVE_PATHS[(selector & 15) % len(_SERVE_PATHS)], "QUERY_STRING": "", "SERVER_NAME": "fuzz",
+        "SERVER_PORT": "8501", "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http", "wsgi.version": (1, 0), "wsgi.multithread": True, "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    answer: dict = {}
+
+    def start_response(status, headers):
+        answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
+
+    def call():
+        out = b"".join(_serve_app()(environ, start_response))
+        status = answer["status"]
+        if status >= 500:
+            raise BadAnswer(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}: {status} {out[:200]!r}")
+        if status >= 400 and environ["REQUEST_METHOD"] != "HEAD":
+            error = json.loads(out).get("error")
+            if not isinstance(error, str) or not error or "\n" in error:
+                raise BadAnswer(f"{environ['PATH_INFO']}: {status} without a one-line error: {out[:200]!r}")
+
+    sandbox.check(sandbox.case(), call)
+
+
+def serve_requests() -> st.SearchStrategy[bytes]:
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8))
+    values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                           st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                          max_leaves=12)
+    keys = st.sampled_from(["instances", "inputs", "signature_name", "examples", "context", "name", "shape",
+                            "datatype", "data", "parameters", "outputs", "b64", "x", "x2"])
+    bodies = st.one_of(
+        st.binary(max_size=256),
+        st.dictionaries(keys, values, max_size=4).map(lambda d: json.dumps(d).encode()),
+        st.fixed_dictionaries({"inputs": st.lists(st.fixed_dictionaries({
+            "name": st.sampled_from(["x", "y", ""]), "shape": st.lists(st.integers(-2, 4), max_size=3),
+            "datatype": st.sampled_from(["FP32", "INT64", "BYTES", "BOOL", "FP16", "x"]),
+            "data": values}), max_size=2)}).map(lambda d: json.dumps(d).encode()),
+    )
+    return st.tuples(st.integers(0, 255), bodies).map(lambda t: bytes([t[0]]) + t[1])
+
+
+def _seed_serve_requests() -> list[bytes]:
+    def at(path: str, method: str = "POST") -> int:
+        return _SERVE_PATHS.index(path) + 16 * _SERVE_METHODS.index(method)
+
+    return [
+        bytes([at("/v1/models/hpt:predict")]) + b'{"instances": [1.0, 2.0, 5.0]}',
+        bytes([at("/v1/models/hpt:predict")]) + b'{"signature_name": "", "inputs": {"x": [1.0]}}',
+        bytes([at("/v1/models/hpt:classify")]) + b'{"examples": [{"x": 1.0}]}',
+        bytes([at("/v2/models/hpt/infer")]) + b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}',
+        bytes([at("/v1/models/hpt/metadata", "GET")]),
+    ]
+
+
 def _seed_npz() -> list[bytes]:
     return [
         _npz({"x": np.zeros((1, 4), "float32")}, False), _npz({"x": np.arange(6).reshape(2, 3), "s": np.array(["ab", "c"])}, True),
@@ -807,4 +894,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            engine="both"),
     Target("verifier-output", "what the verifier in an image prints", run_verifier_output, verifier_runs,
            lambda: list(_CANNED_RUNS), engine="both"),
+    Target("serve-request", "requests to the served API (TF Serving REST, Open Inference Protocol)",
+           run_serve_request, serve_requests, _seed_serve_requests, engine="both"),
 ]}

@@ -194,6 +194,12 @@ def test_what_the_verifier_in_an_image_prints(sandbox, data):
     TARGETS["verifier-output"].run(sandbox, data.draw(TARGETS["verifier-output"].inputs()))
 
 
+@FUZZ_SMALL
+@given(data=st.data())
+def test_requests_to_the_served_api(sandbox, data):
+    TARGETS["serve-request"].run(sandbox, data.draw(TARGETS["serve-request"].inputs()))
+
+
 # -- inputs `make fuzz` found crashing (tests/fuzz_crashes/<target>/), each replayed through its target ----
 
 SAVED_CRASHES = sorted(CRASHES.glob("*/*.bin"))

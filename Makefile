@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 SMENV  := $(VENV)/bin/smenv
 EXAMPLE ?= examples/half_plus_two
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench corpus clean fuzz
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ demo: install
 bench: install
 	bash tools/system-packages bench
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Every model in ../shared/corpus and tests/fixtures/models built and verified as a new user would; the
+# table goes to docs/corpus.md (long: one lock install per distinct environment). CORPUS_ARGS="--only NAME".
+corpus: install
+	bash tools/system-packages demo
+	$(PY) tools/corpus.py $(CORPUS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist

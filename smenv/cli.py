@@ -143,7 +143,10 @@ def inspect(
 def generate(
     model: ModelArg,
     requirements: RequirementsOption = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the build context to.")] = Path("smenv-build"),
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Directory to write the build context to (default: ./smenv-build, or <model>-smenv-build beside the model when run inside it).", show_default=False),
+    ] = None,
     gpu: GpuOption = False,
     tf_version: TfVersionOption = None,
     python: PythonOption = None,
@@ -172,16 +175,19 @@ def generate(
     `smenv generate ./model --tf-version 2.15.1 --python 3.11 --json`
     """
     from smenv import pipeline
+    from smenv.env.options import check as check_options
     from smenv.env.resolve import ResolveOptions
+    from smenv.render.context import default_output
 
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of)
+        check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         with console.progress() as progress:
             result = pipeline.generate(
                 pipeline.ModelInput(model, model_version, _tags(tags)),
                 requirements,
                 options,
-                None if dry_run else output,
+                None if dry_run else (output or default_output(model)),
                 code=tuple(code or ()),
                 offline=offline,
                 dry_run=dry_run,
@@ -245,10 +251,12 @@ def build(
     """
     from smenv import pipeline
     from smenv.docker.engine import Sandbox
+    from smenv.env.options import check as check_options
     from smenv.env.resolve import ResolveOptions
 
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of)
+        check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         if sample_input is not None:  # before minutes of locking and building
             _check_sample(sample_input, model, model_version, tags)
         with console.progress() as progress:

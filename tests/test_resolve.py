@@ -168,7 +168,9 @@ def test_base_image_is_a_recorded_decision_for_the_locked_python(opts, python, i
 
 
 def test_python_option_must_be_supported():
-    with pytest.raises(ResolutionError, match="no wheels for Python 3.13"):
+    from smenv.errors import UsageError
+
+    with pytest.raises(UsageError, match="no wheels for Python 3.13"):
         plan_for(MODELS / "tf215-savedmodel", python="3.13")
     assert plan_for(MODELS / "tf215-savedmodel", python="3.10").python_candidates == ("3.10",)
 

@@ -89,7 +89,12 @@ def cases(d: Path) -> list[tuple[str, list[str]]]:
         ("requirements line `git+https://...`", ["generate", str(GOOD), "-r", str(_text(d / "vcs.txt", "git+https://example.org/x.git#egg=x\n")), "--dry-run"]),
         ("requirements that include themselves", ["generate", str(GOOD), "-r", str(_text(selfref / "requirements.txt", "-r requirements.txt\n")), "--dry-run"]),
         ("`--tf-version 2.99.0`", ["generate", str(GOOD), "--tf-version", "2.99.0", "--dry-run"]),
+        ("`--tf-version latest`", ["generate", str(GOOD), "--tf-version", "latest", "--dry-run"]),
+        ("`--python 3.x`", ["generate", str(GOOD), "--python", "3.x", "--dry-run"]),
+        ("`--python 3.13` for a TensorFlow 2.15 model", ["generate", str(GOOD), "--python", "3.13", "--dry-run"]),
+        ("`--as-of yesterday`", ["generate", str(GOOD), "--as-of", "yesterday", "--dry-run"]),
         ("`-o` onto an existing file", ["generate", str(GOOD), "-o", str(_text(d / "taken", "x"))]),
+        ("`-o` inside the model directory", ["generate", str(GOOD), "-o", str(GOOD / "out")]),
         ("Docker engine not running", ["build", str(GOOD)]),
     ]
 

@@ -7,19 +7,19 @@ records, then (for formats that record only Keras) the Keras version, then a req
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from packaging.requirements import Requirement as PackagingRequirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from smenv.env import companion_pins, releases
+from smenv.env import companion_pins, options, releases
 from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
 from smenv.env.plan import Decision, EnvironmentPlan, Package
 from smenv.env.releases import Release, UnknownRelease
 from smenv.env.requirements import Requirement, Requirements
-from smenv.errors import ResolutionError
+from smenv.errors import ResolutionError, UsageError
 from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, ModelFacts
 
 # Names under which TensorFlow itself can appear in a requirements file.
@@ -49,6 +49,7 @@ class _Builder:
 
 
 def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) -> EnvironmentPlan:
+    options.check(opts.python, opts.as_of, opts.tf_version)
     reqs = reqs or Requirements()
     b = _Builder()
     if facts.weights_only:
@@ -164,10 +165,8 @@ def _choose_tensorflow(facts: ModelFacts, reqs: Requirements, opts: ResolveOptio
     pins = [r for name in TENSORFLOW_NAMES for r in reqs.named(name) if not r.constraint]
     pin = pins[0] if pins else None
     if opts.tf_version:
-        release = releases.get(opts.tf_version)
-        if release is None:
-            raise UnknownRelease(f"--tf-version {opts.tf_version} is not a TensorFlow release on the index")
-        b.decide("tensorflow", release.version, "given with --tf-version")
+        release, reason = _given_release(opts.tf_version)
+        b.decide("tensorflow", release.version, reason)
         _report_pin(pin, release, "--tf-version", b)
         return release
     if facts.tensorflow_version:
@@ -180,15 +179,16 @@ def _choose_tensorflow(facts: ModelFacts, reqs: Requirements, opts: ResolveOptio
         return mapped.release
     if facts.keras_version:
         mapped = releases.for_keras(facts.keras_version)
-        pinned = _pinned_release(pin)
-        if pinned is not None and _keras_compatible(facts.keras_version, pinned):
+        reader = _release_the_pin_admits(pin, mapped.release, facts.keras_version)
+        if reader is not None:
             b.decide(
                 "tensorflow",
-                pinned.version,
-                f"{pin.where} pins it, and it reads files of Keras {facts.keras_version} "
-                f"(the {facts.format} format records no TensorFlow version)",
+                reader.version,
+                f"{pin.where} asks for {pin.name}{pin.specifier}, which excludes TensorFlow {mapped.release.version} "
+                f"(the {facts.format} format records only Keras {facts.keras_version}); {reader.version} is the "
+                "nearest release it admits that reads the model's files",
             )
-            return pinned
+            return reader
         b.decide("tensorflow", mapped.release.version, f"the {facts.format} format records only Keras: {mapped.note}")
         _report_pin(pin, mapped.release, f"Keras {facts.keras_version}", b)
         return mapped.release
@@ -201,12 +201,48 @@ def _choose_tensorflow(facts: ModelFacts, reqs: Requirements, opts: ResolveOptio
     )
 
 
+def _given_release(text: str) -> tuple[Release, str]:
+    """--tf-version: an exact release, or a minor (2.10) meaning its newest patch in the release table."""
+    release = releases.get(text.strip())
+    if release is not None:
+        return release, "given with --tf-version"
+    parts = text.strip().split(".")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        release = releases.newest_patch(f"{int(parts[0])}.{int(parts[1])}")
+        if release is not None:
+            return release, f"given with --tf-version {text.strip()}: its newest patch release"
+    raise UnknownRelease(f"--tf-version {text} is not a TensorFlow release on the index")
+
+
 def _pinned_release(pin: Requirement | None) -> Release | None:
     if pin is None or not pin.specifier:
         return None
     spec = SpecifierSet(pin.specifier)
     matching = [r for r in releases.table() if spec.contains(r.v, prereleases=False)]
     return matching[-1] if matching else None
+
+
+def _release_the_pin_admits(pin: Requirement | None, mapped: Release, keras_version: str) -> Release | None:
+    """For a model that records only Keras: the release to use when a requirements pin excludes `mapped`.
+
+    None when the pin admits `mapped` (a range such as `tensorflow>=2.0` is no conflict: the model's own
+    release stays) or when no release it admits reads the files (a real conflict, reported by _report_pin).
+    Otherwise the oldest minor at or above `mapped` that the pin admits (its newest patch): a newer Keras
+    reads older files, not the other way round.
+    """
+    if pin is None or not pin.specifier:
+        return None
+    spec = SpecifierSet(pin.specifier)
+    if spec.contains(mapped.v, prereleases=True):
+        return None
+    admitted = [
+        r for r in releases.table()
+        if spec.contains(r.v, prereleases=False) and r.v >= mapped.v and _keras_compatible(keras_version, r)
+    ]
+    if not admitted:
+        return None
+    first_minor = admitted[0].minor
+    return [r for r in admitted if r.minor == first_minor][-1]
 
 
 def _report_pin(pin: Requirement | None, chosen: Release, authority: str, b: _Builder) -> None:
@@ -241,8 +277,8 @@ def _choose_python(release: Release, opts: ResolveOptions, b: _Builder) -> tuple
     supported = sorted(release.python, key=lambda p: tuple(int(x) for x in p.split(".")), reverse=True)
     if opts.python:
         if opts.python not in supported:
-            raise ResolutionError(
-                f"TensorFlow {release.version} has no wheels for Python {opts.python} (it supports {', '.join(reversed(supported))})"
+            raise UsageError(
+                f"--python {opts.python}: TensorFlow {release.version} has no wheels for Python {opts.python} (it supports {', '.join(reversed(supported))})"
             )
         b.decide("python", opts.python, "given with --python")
         return (opts.python,)
@@ -392,7 +428,7 @@ def _specs_overlap(user: str, ours: str) -> bool:
 
 def _as_of(facts: ModelFacts, release: Release, opts: ResolveOptions, b: _Builder) -> str:
     if opts.as_of:
-        when, reason = _parse_when(opts.as_of), "given with --as-of"
+        when, reason = options.parse_as_of(opts.as_of), "given with --as-of"
     elif facts.saved_at:
         when, reason = _parse_when(facts.saved_at), "the date the model was saved"
     else:
@@ -408,13 +444,8 @@ def _as_of(facts: ModelFacts, release: Release, opts: ResolveOptions, b: _Builde
 
 
 def _parse_when(text: str) -> datetime:
-    t = text.strip().replace("Z", "+00:00")
-    try:
-        when = datetime.fromisoformat(t)
-    except ValueError:
-        raise ResolutionError(f"cannot read the date {text!r} (expected YYYY-MM-DD or an ISO 8601 time)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    if len(t) == 10:  # a bare date means the end of that day
-        when = when.replace(hour=23, minute=59, second=59)
-    return when.astimezone(timezone.utc)
+    """A date the model records (saved_at); a malformed one is the model's problem, not the user's."""
+    when = options.parse_time(text)
+    if when is None:
+        raise ResolutionError(f"cannot read the date {text!r} (expected YYYY-MM-DD or an ISO 8601 time)")
+    return when

@@ -32,8 +32,30 @@ class ContextFiles:
     wheel_files: tuple[Path, ...] | None = None  # the lock's downloaded wheels (offline builds)
 
 
+DEFAULT_OUTPUT = "smenv-build"
+
+
+def default_output(model: Path, cwd: Path | None = None) -> Path:
+    """Where `generate` writes when no --output is given: ./smenv-build, unless that lies inside the model
+    directory (`cd model && smenv generate .`), which would copy the context into itself; then beside the
+    model, as <model>-smenv-build."""
+    base = cwd or Path.cwd()
+    out = base / DEFAULT_OUTPUT
+    root = (base / model).resolve()
+    if root.is_dir() and _inside(out.resolve(), root):
+        return root.parent / f"{root.name}-{DEFAULT_OUTPUT}"
+    return Path(DEFAULT_OUTPUT)
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents
+
+
 def write_context(out: Path, files: ContextFiles) -> Path:
     out = out.resolve()
+    model = files.model_root.resolve()
+    if model.is_dir() and _inside(out, model):
+        raise ContextError(f"is inside the model directory {model}; choose an --output outside it", out)
     if out.exists() and not out.is_dir():
         raise ContextError("exists and is not a directory; choose another --output", out)
     if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):

@@ -115,9 +115,16 @@ class LockError(ResolutionError):
 
     kind = "lock_conflict"
 
-    def __init__(self, message: str, wheel_less: tuple[str, ...] = ()):
+    def __init__(self, message: str, wheel_less: tuple[str, ...] = (), details: str = "", notes: tuple[str, ...] = (),
+                 log_path: str | None = None):
         super().__init__(message)
         self.wheel_less = wheel_less
+        self.details = details  # uv's whole explanation; the message is the short form
+        self.notes = notes  # one line per Python candidate that failed
+        self.log_path = log_path  # where `details` was written
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "details": self.details, "notes": list(self.notes), "log": self.log_path}
 
 
 class DownloadError(ResolutionError):

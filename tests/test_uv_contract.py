@@ -93,3 +93,22 @@ def test_an_older_python_is_locked_without_fetching_an_interpreter(tmp_path, mon
     assert "download" not in info.value.message.lower() and "github" not in info.value.message.lower()
     the_lock = _compile(plan_for(), "3.8", tmp_path, "again", ["six==1.16.0"], [], ())
     assert the_lock.packages == {"six": "1.16.0"} and the_lock.python == "3.8"
+
+
+@pytest.mark.parametrize(
+    "wanted, needs",
+    [
+        ("numpy>=2", ("tensorflow==2.15.1", "numpy>=1.23.5,<2.0.0")),
+        # uv lists a range with holes as "depends on one of:" and one range per line.
+        ("protobuf>=5", ("tensorflow==2.15.1", "protobuf>=3.20.3,<5.0.0.dev0")),
+    ],
+)
+def test_uv_explains_a_conflict_in_the_phrases_conflict_py_reads(tmp_path, wanted, needs):
+    """smenv/env/conflict.py turns uv's derivation chain into one sentence by reading "A depends on B"."""
+    from smenv.env.conflict import _depends
+
+    plan = plan_for(exempt=("tensorflow",))
+    with pytest.raises(LockError) as info:
+        _compile(plan, "3.11", tmp_path, "lock", ["tensorflow==2.15.1", wanted], [], ())
+    assert needs in _depends(info.value.details)
+    assert f"you require {wanted}" in info.value.details

@@ -181,19 +181,49 @@ def _uv_version() -> str:
 
 def _lock_any_python(plan: EnvironmentPlan, progress) -> tuple[Lock, list[str]]:
     notes: list[str] = []
-    last_error: LockError | None = None
+    failures: list[tuple[str, LockError]] = []
     for python in plan.python_candidates:
         progress(f"locking for Python {python} as of {plan.as_of[:10]}")
         try:
             the_lock, wheel_notes = _lock_with_wheels(plan, python)
             return the_lock, notes + wheel_notes
         except LockError as exc:
-            last_error = last_error or exc  # the newest Python's reason is the one worth showing
-            if plan.python_forced or len(plan.python_candidates) == 1:
-                raise
-            notes.append(f"Python {python} did not resolve: {exc.message}")
-    assert last_error is not None
-    raise LockError(f"{last_error.message} (older Pythons failed too: see --json notes)") if len(notes) > 1 else last_error
+            failures.append((python, _plainly(exc, plan, python)))
+            notes.append(f"Python {python} did not resolve: {failures[-1][1].message}")
+    # The newest Python's reason is the one worth showing; the others are in the notes (--json) and the log.
+    python, first = failures[0]
+    details = "\n\n".join(f"# Python {p}\n{e.details or e.message}" for p, e in failures)
+    log = _write_lock_log(details) if any(e.details for _, e in failures) else None
+    message = first.message
+    if len(failures) > 1:
+        message += f"; Python {', '.join(p for p, _ in failures[1:])} did not resolve either"
+    if log:
+        message += f". uv's full explanation: {log}"
+    raise LockError(message, first.wheel_less, details, tuple(notes) if len(failures) > 1 else (), log)
+
+
+def _plainly(exc: LockError, plan: EnvironmentPlan, python: str) -> LockError:
+    """uv's resolver wall, said in a sentence naming the packages and the requirements lines (conflict.py)."""
+    from smenv.env.conflict import describe
+
+    short = describe(exc.details, plan, python) if exc.details else None
+    if short is None:
+        return exc
+    return LockError(short, exc.wheel_less, exc.details)
+
+
+def _write_lock_log(text: str) -> str | None:
+    """uv's whole explanation, kept beside the build logs: the error line stays short."""
+    import time
+
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    path = state / "smenv" / "logs" / f"lock-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+    except OSError:
+        return None  # the text is still in --json (error.details)
+    return str(path)
 
 
 def _lock_with_wheels(plan: EnvironmentPlan, python: str) -> tuple[Lock, list[str]]:
@@ -319,7 +349,7 @@ def _compile(plan, python, work: Path, name: str, requirements, constraints, exc
         raise _NoUploadTimes(_explain(proc.stderr, python))
     if proc.returncode != 0:
         wheel_less = tuple(dict.fromkeys(a or b for a, b in _NO_WHEELS.findall(proc.stderr)))
-        raise LockError(_explain(proc.stderr, python), wheel_less)
+        raise LockError(_explain(proc.stderr, python), wheel_less, _ANSI.sub("", proc.stderr).strip())
     return Lock.from_text(out.read_text(), python)
 
 

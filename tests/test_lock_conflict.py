@@ -1,0 +1,74 @@
+"""A lock that cannot be found is said in a sentence naming the packages and the requirements lines that
+brought them in; uv's whole explanation goes to --json (error.details) and a log file, not the error line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+from smenv.env.lock import lock
+from smenv.env.requirements import parse_requirements
+from smenv.env.resolve import ResolveOptions, resolve
+from smenv.errors import LockError
+from smenv.model.inspect import inspect_model
+
+MODEL = FIXTURES / "models" / "tf215-savedmodel"
+
+
+def test_a_conflict_names_both_sides_and_the_requirements_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("pandas\nnumpy>=2\n")
+    plan = resolve(inspect_model(MODEL), parse_requirements(reqs), ResolveOptions(python="3.11"))
+    with pytest.raises(LockError) as info:
+        lock(plan, cache=tmp_path / "locks")
+    message = info.value.message
+    assert message.startswith(
+        f"no environment for Python 3.11: tensorflow-cpu==2.15.1 (the model's TensorFlow) and numpy>=2 ({reqs}:2) "
+        "cannot be installed together (tensorflow==2.15.1 needs numpy>=1.23.5,<2.0.0)"
+    ), message
+    assert "Because" not in message  # uv's derivation chain is not the message
+    log = Path(info.value.log_path)
+    assert message.endswith(f"uv's full explanation: {log}")
+    assert "depends on numpy" in log.read_text() and "depends on numpy" in info.value.details
+    assert info.value.to_json()["details"] == info.value.details
+
+
+def test_every_python_that_failed_is_said_and_its_reason_kept(tmp_path, monkeypatch):
+    """Was: "(older Pythons failed too: see --json notes)", with no notes in the JSON."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("numpy>=2\n")
+    plan = resolve(inspect_model(MODEL), parse_requirements(reqs), ResolveOptions())
+    assert plan.python_candidates == ("3.11", "3.10", "3.9")
+    with pytest.raises(LockError) as info:
+        lock(plan, cache=tmp_path / "locks")
+    assert "; Python 3.10, 3.9 did not resolve either" in info.value.message
+    notes = info.value.to_json()["notes"]
+    assert [n.split(":")[0] for n in notes] == ["Python 3.11 did not resolve", "Python 3.10 did not resolve",
+                                                "Python 3.9 did not resolve"]
+    assert all("numpy>=2" in n for n in notes)
+    assert "# Python 3.9" in info.value.details
+
+
+def test_the_cli_prints_one_line_and_writes_nothing(tmp_path):
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("numpy>=2\n")
+    out = tmp_path / "ctx"
+    env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=str(tmp_path / "state"), SMENV_NO_LOCK_CACHE="1")
+    proc = subprocess.run([sys.executable, "-m", "smenv", "generate", str(MODEL), "-r", str(reqs), "--python", "3.11",
+                           "-o", str(out), "--json"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 8, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("smenv: error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert f"numpy>=2 ({reqs}:1)" in errors[0] and len(errors[0].replace(str(tmp_path), "<tmp>")) < 300
+    data = json.loads(proc.stdout)
+    assert data["ok"] is False and data["error"]["kind"] == "lock_conflict"
+    assert "depends on numpy" in data["error"]["details"] and Path(data["error"]["log"]).is_file()
+    assert not out.exists()

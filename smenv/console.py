@@ -169,7 +169,10 @@ def show_generated(result: "Generated", next_steps: bool = True) -> None:
     if result.base_image:
         out.print(Text(f"Base image  {result.base_image}"))
     for line in result.notes:
-        out.print(Text(f"Note: {line}", style="yellow"), soft_wrap=True)
+        if line.startswith("warning: "):  # a load failure foreseen from the model (model/load_risks.py)
+            out.print(Text(f"Warning: {line.removeprefix('warning: ')}", style="bold yellow"), soft_wrap=True)
+        else:
+            out.print(Text(f"Note: {line}", style="yellow"), soft_wrap=True)
     if result.context is not None and next_steps:
         out.print(Text(f"Build context written to {result.context}", style="bold green"))
         out.print(Text(f"Next: smenv build {result.facts.path}  (or by hand: docker build {result.context})"))

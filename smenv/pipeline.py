@@ -18,6 +18,7 @@ from smenv.env.requirements import Requirements, parse_requirements
 from smenv.env.resolve import BaseImageChoice, ResolveOptions, choose_base_image, resolve
 from smenv.model.facts import ModelFacts
 from smenv.model.inspect import inspect_model
+from smenv.model.load_risks import foresee
 from smenv.render.context import ContextError, ContextFiles, write_context
 from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile
 
@@ -83,10 +84,15 @@ def generate(
             raise ContextError("--code path not found", c)
     progress("reading the model")
     facts, env_plan = plan(model, requirements, options)
+    # Said now, before minutes of locking and building, and kept in the plan's notes (--json, smenv.json).
+    for risk in foresee(facts, code, env_plan.python_candidates[0]):
+        progress(f"warning: {risk.message}")
     if dry_run:
-        return Generated(facts, env_plan, None, None, None, None, (), _plan_json(facts, env_plan, None, None, (), code))
+        notes = tuple(_warnings(facts, code, env_plan.python_candidates[0]))
+        return Generated(facts, env_plan, None, None, None, None, notes, _plan_json(facts, env_plan, None, None, notes, code))
     progress("locking the environment")
     the_lock, notes = lock(env_plan, progress)
+    notes = [*_warnings(facts, code, the_lock.python), *notes]
     if not offline and _carries_credentials(env_plan.index.index_url, *env_plan.index.extra_index_urls):
         # An online Dockerfile would name the index in a RUN line, and `docker build` keeps RUN lines in
         # the image history: download on the host instead (tests/test_private_index.py).
@@ -110,6 +116,10 @@ def generate(
     progress(f"writing the build context to {out}")
     written = _write(generated, out, code, dockerfile, wheel_files if offline else None)
     return replace(generated, context=written)
+
+
+def _warnings(facts: ModelFacts, code: tuple[Path, ...], python: str) -> list[str]:
+    return [f"warning: {risk.message}" for risk in foresee(facts, code, python)]
 
 
 def companion_imports(locked: dict[str, str]) -> list[str]:

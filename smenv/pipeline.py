@@ -327,8 +327,15 @@ def deliver(engine: ContainerEngine, built: Built, job: BuildJob, progress: Prog
         progress(f"saving {built.image} to {job.save}")
         saved = save_image(engine, built.image, job.save)
     if job.push:
+        from smenv.errors import RegistryError
+
         progress(f"pushing {built.image}")
-        pushed = engine.push(built.image, progress)
+        try:
+            pushed = engine.push(built.image, progress)
+        except RegistryError as exc:
+            # The image is whole on the engine whatever the registry did: say so, so that a retry is a push.
+            raise RegistryError(f"{exc.message}; the image is built and kept on the Docker engine: "
+                                f"`docker push {built.image}` sends it once the registry accepts it") from exc
     return replace(built, saved=saved, pushed_digest=pushed)
 
 
@@ -397,11 +404,9 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
         if remote:
             _share(engine, tag, remote, progress)
         return DependencyImage(tag, info, base, "reused")
-    if remote:
-        progress(f"dependencies: looking for {remote}")
-        if engine.pull(remote, progress):
-            engine.tag_image(remote, tag)
-            return DependencyImage(tag, engine.image_info(tag), base, f"pulled from {job.cache_registry}")
+    if remote and _pull_shared(engine, remote, progress):
+        engine.tag_image(remote, tag)
+        return DependencyImage(tag, engine.image_info(tag), base, f"pulled from {job.cache_registry}")
     wheel_files = None
     if not job.online:
         from smenv.env.wheels import download_wheels
@@ -425,19 +430,36 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
     return DependencyImage(tag, engine.image_info(tag), base, "installed")
 
 
+def _pull_shared(engine: ContainerEngine, remote: str, progress: Progress) -> bool:
+    """Whether the cache registry gave the dependency image. A cache that cannot be read (refused, server
+    error, gone mid-pull) costs this build an install, no more: said in one line, not fatal."""
+    from smenv.errors import RegistryError
+
+    progress(f"dependencies: looking for {remote}")
+    try:
+        return engine.pull(remote, progress)
+    except RegistryError as exc:
+        progress(f"dependencies: not taken from the cache registry, installed instead: {exc.message}")
+        return False
+
+
 def _share(engine: ContainerEngine, tag: str, remote: str, progress: Progress) -> None:
     """Put the dependency image in the cache registry unless it is there already. A cache that cannot be
     filled (registry down, no credentials) only costs the next machine an install: said, not fatal."""
     from smenv.errors import RegistryError
 
+    tagged = False
     try:
         if engine.registry_has(remote):
             return
         engine.tag_image(tag, remote)
+        tagged = True
         progress(f"dependencies: sharing {remote}")
         engine.push(remote, progress)
     except RegistryError as exc:
-        progress(f"dependencies: not shared through the cache registry: {exc.message}")
+        progress(f"dependencies: not shared through the cache registry (the build goes on): {exc.message}")
+        if tagged:
+            engine.remove_image(remote)  # only the registry's name for it: the image stays under `tag`
 
 
 def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: BuildJob, deps: DependencyImage,

@@ -523,7 +523,9 @@ class Engine:
                 try:
                     status = container.wait(timeout=sandbox.timeout_s)
                     code = int(status.get("StatusCode", -1))
-                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                    if not is_read_timeout(exc):
+                        raise  # the engine went away, not the time limit: _calls says so (exit 6)
                     timed_out, code = True, None
                     container.kill()
                 seconds = time.monotonic() - started
@@ -555,6 +557,13 @@ class Engine:
             raise DockerError(f"{what}: no answer from the Docker engine within {waited:.0f} s") from exc
         except docker.errors.DockerException as exc:
             raise DockerError(f"{what}: {_one_line(str(exc))}") from exc
+
+
+def is_read_timeout(exc: BaseException) -> bool:
+    """Whether a failed wait ran out of time rather than lost its connection. Over a unix socket, requests
+    reports a read timeout as a ConnectionError ("Read timed out."); a closed connection says otherwise
+    ("Connection aborted", "RemoteDisconnected"), and must not be taken for a time limit."""
+    return isinstance(exc, requests.exceptions.ReadTimeout) or "read timed out" in str(exc).lower()
 
 
 def _current_context_name(config_dir: Path) -> str | None:
@@ -665,12 +674,19 @@ _NOT_FOUND = re.compile(r"manifest unknown|not found|does not exist", re.I)
 
 def _registry_message(detail: str, repository: str) -> str:
     """The engine's registry error in one line, with what to do for the usual ones."""
-    text = _one_line(detail)
+    # An upload's URL carries the registry's session state (`?_state=...`): noise in a message, dropped.
+    text = re.sub(r"""((?:https?://)[^\s"'?]+)\?[^\s"']*""", r"\1", _one_line(detail))
     registry = repository.split("/", 1)[0] if "/" in repository else "docker.io"
-    if re.search(r"unauthorized|authentication required|no basic auth credentials|denied", text, re.I):
+    if re.search(r"no basic auth credentials", text, re.I):
+        return f"{text} (the engine has no login for {registry}: `docker login {registry}`)"
+    if re.search(r"unauthorized|authentication required|denied", text, re.I):
         return f"{text} (the registry refused the credentials: `docker login {registry}`)"
     if re.search(r"connection refused|no such host|i/o timeout|dial tcp", text, re.I):
         return f"{text} (is the registry {registry} reachable from the Docker engine?)"
+    if re.search(r"status:? 5\d\d\b", text, re.I):
+        return f"{text} (a server error at the registry {registry}: its log says why; try again once it is fixed)"
+    if re.search(r"\bEOF$|connection reset|broken pipe|use of closed network connection", text, re.I):
+        return f"{text} (the registry {registry} closed the connection mid-transfer: is it up? then try again)"
     return text
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import docker.errors
 import requests.exceptions
 
-from smenv.docker.engine import THROWAWAY_LABEL
+from smenv.docker.engine import THROWAWAY_LABEL, is_read_timeout
 from smenv.docker.layers import TAR_END, Layer, file_chunks, normalize_archive, tar_member, tar_padding
 from smenv.errors import BuildFailed, DockerError
 
@@ -74,6 +74,8 @@ def install_layer(
             try:
                 status = engine.client.api.wait(container, timeout=timeout_s)
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                if not is_read_timeout(exc):
+                    raise  # the engine went away: _calls says so (exit 6)
                 raise DockerError(f"installing the lock took longer than {timeout_s:.0f} s; stopped") from exc
             output = engine.client.api.logs(container, stdout=True, stderr=True).decode("utf-8", "replace")
         with open(log_path, "a", encoding="utf-8") as log:

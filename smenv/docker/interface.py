@@ -74,6 +74,10 @@ class ContainerEngine(Protocol):
 
     def tag_image(self, ref: str, tag: str) -> None: ...
 
+    def remove_image(self, ref: str, force: bool = False) -> bool:
+        """Remove an image or just one of its tags; False when there was none."""
+        ...
+
     def push(self, tag: str, progress: Callable[[str], None] = lambda message: None) -> str:
         """`docker push` with the engine's credentials; the registry's digest."""
         ...

@@ -10,7 +10,8 @@ A `Rule` matches requests by method and a regular expression on the path, and do
   - `status`: answer that HTTP status itself (the request body is read and dropped);
   - `cut_after`: forward the head and that many bytes of the body, then close both sides with no answer
     (a peer that went away mid-upload); `cut_after=0` cuts as soon as the request arrives.
-Rules are checked in order; `times` limits how often one fires (None: always). `hits` records, per
+Rules are checked in order; `after` lets that many matching requests through before it fires, and `times`
+limits how often it fires (None: always). `hits` records, per
 rule, the requests it fired on, so a test can assert that its fault really happened.
 """
 
@@ -31,12 +32,19 @@ class Rule:
     status: int | None = None
     cut_after: int | None = None
     times: int | None = None
+    after: int = 0  # let this many matching requests through first
     hits: list[str] = field(default_factory=list)
+    passed: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and len(self.hits) >= self.times:
             return False
-        return (self.method in ("*", method)) and re.search(self.path, path) is not None
+        if not ((self.method in ("*", method)) and re.search(self.path, path) is not None):
+            return False
+        if self.passed < self.after:
+            self.passed += 1
+            return False
+        return True
 
 
 class FaultProxy:

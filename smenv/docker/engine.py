@@ -551,7 +551,10 @@ class Engine:
         except docker.errors.APIError as exc:
             raise DockerError(f"{what}: {_one_line(exc.explanation or str(exc))}") from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise DockerUnavailable(f"{what}: lost the Docker engine at {self.endpoint.host}") from exc
+            raise DockerUnavailable(
+                f"{what}: lost the connection to the Docker engine at {self.endpoint.host} "
+                "(did the daemon stop or restart? run the command again once `docker info` answers)"
+            ) from exc
         except requests.exceptions.ReadTimeout as exc:
             waited = self.client.api.timeout
             raise DockerError(f"{what}: no answer from the Docker engine within {waited:.0f} s") from exc

@@ -90,6 +90,9 @@ class FakeEngine:
     def tag_image(self, ref: str, tag: str) -> None:
         self.loaded[tag] = self.image_info(ref)
 
+    def remove_image(self, ref: str, force: bool = False) -> bool:
+        return self.loaded.pop(ref, None) is not None
+
     def push(self, tag: str, progress: Callable[[str], None] = lambda message: None) -> str:
         raise NotImplementedError("not part of the --fix flow")
 

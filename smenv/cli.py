@@ -333,8 +333,10 @@ def base(
     """
     from smenv.docker.base_image import build_base_image
     from smenv.docker.engine import connect
+    from smenv.env.options import check_python
 
     with _handled(as_json):
+        check_python(python)  # a mistyped value is exit 2, before the engine is asked
         with console.progress() as progress:
             result = build_base_image(connect(), python, tag=tag, mirror=mirror, force=force, progress=progress)
         if as_json:

@@ -242,6 +242,10 @@ def build(
     `fix`, rebuild once with the packages a diagnosis names."""
     from smenv.docker.engine import Sandbox, connect
 
+    if context_dir is not None:  # --context inside the model would copy the context into itself
+        from smenv.render.context import check_outside_model
+
+        check_outside_model(context_dir, model.path)
     engine = engine or connect()  # fail fast, before minutes of locking and downloading
     job = BuildJob(model, requirements, options, tag, tuple(code), online, verify, context_dir, sample_input,
                    push, cache_registry, save)

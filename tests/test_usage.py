@@ -131,3 +131,18 @@ def test_an_explicit_output_inside_the_model_is_refused_and_nothing_is_written(t
     assert proc.returncode == 9, proc.stderr
     assert "is inside the model directory" in proc.stderr and len(proc.stderr.strip().splitlines()) >= 1
     assert sorted(p.name for p in model.rglob("*")) == before
+
+
+def test_base_with_a_mistyped_python_is_exit_2_before_the_engine_is_asked(tmp_path):
+    proc = run_cli(["base", "--python", "3.x"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["smenv: error: --python '3.x': expected a CPython minor version such as 3.11"]
+
+
+def test_build_context_inside_the_model_is_refused_before_the_engine_is_asked(tmp_path):
+    model = tmp_path / "mymodel"
+    shutil.copytree(MODELS / "tf215-savedmodel", model)
+    proc = run_cli(["build", ".", "--context", "ctx"], model)
+    assert proc.returncode == 9, proc.stderr
+    assert "ctx: is inside the model directory" in proc.stderr and "Docker engine" not in proc.stderr
+    assert not (model / "ctx").exists()

@@ -95,6 +95,7 @@ def cases(d: Path) -> list[tuple[str, list[str]]]:
         ("`--as-of yesterday`", ["generate", str(GOOD), "--as-of", "yesterday", "--dry-run"]),
         ("`-o` onto an existing file", ["generate", str(GOOD), "-o", str(_text(d / "taken", "x"))]),
         ("`-o` inside the model directory", ["generate", str(GOOD), "-o", str(GOOD / "out")]),
+        ("`smenv base --python 3.x`", ["base", "--python", "3.x"]),
         ("Docker engine not running", ["build", str(GOOD)]),
     ]
 

@@ -51,11 +51,16 @@ def _inside(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
 
 
+def check_outside_model(out: Path, model: Path) -> None:
+    """A context inside the model directory would be copied into itself ("File name too long")."""
+    root = model.resolve()
+    if root.is_dir() and _inside(out.resolve(), root):
+        raise ContextError(f"is inside the model directory {root}; choose an --output outside it", out)
+
+
 def write_context(out: Path, files: ContextFiles) -> Path:
     out = out.resolve()
-    model = files.model_root.resolve()
-    if model.is_dir() and _inside(out, model):
-        raise ContextError(f"is inside the model directory {model}; choose an --output outside it", out)
+    check_outside_model(out, files.model_root)
     if out.exists() and not out.is_dir():
         raise ContextError("exists and is not a directory; choose another --output", out)
     if out.exists() and not (out / MARKER).is_file() and any(out.iterdir()):

@@ -25,7 +25,6 @@ test: install
 # The main job on the shipped example: a local base image (no registry needed), then build and verify.
 demo: install
 	bash tools/system-packages demo
-	$(SMENV) base --python 3.11
 	$(SMENV) build $(EXAMPLE) -r $(EXAMPLE)/requirements.txt
 
 # smenv against plain baselines measured in the same run (~25 min); `make bench BENCH_ARGS="--runs 5"`.

@@ -62,6 +62,10 @@ GpuOption = Annotated[bool, typer.Option("--gpu", help="Build for NVIDIA GPUs (t
 BaseImageOption = Annotated[
     Optional[str], typer.Option("--base-image", help="Base image to build FROM (default: python:X.Y-slim-<debian>, see `smenv base`).")
 ]
+BaseRegistryOption = Annotated[
+    Optional[str],
+    typer.Option("--base-registry", envvar="SMENV_BASE_REGISTRY", help="A registry or mirror (HOST[:PORT][/PATH]) that serves the official python images: tried before Docker Hub, and makes every Python's base obtainable."),
+]
 AsOfOption = Annotated[
     Optional[str],
     typer.Option("--as-of", help="Resolve packages as of this date (YYYY-MM-DD; default: the model's save date, else the TensorFlow release date)."),
@@ -151,6 +155,7 @@ def generate(
     tf_version: TfVersionOption = None,
     python: PythonOption = None,
     base_image: BaseImageOption = None,
+    base_registry: BaseRegistryOption = None,
     as_of: AsOfOption = None,
     code: CodeOption = None,
     offline: Annotated[
@@ -175,12 +180,14 @@ def generate(
     `smenv generate ./model --tf-version 2.15.1 --python 3.11 --json`
     """
     from smenv import pipeline
+    from smenv.env.bases import BaseAvailability, registry_option
     from smenv.env.options import check as check_options
     from smenv.env.resolve import ResolveOptions
     from smenv.render.context import default_output
 
     with _handled(as_json):
-        options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of)
+        options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
+                                 bases=BaseAvailability(registry=registry_option(base_registry)))
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         with console.progress() as progress:
             result = pipeline.generate(
@@ -216,6 +223,7 @@ def build(
     tf_version: TfVersionOption = None,
     python: PythonOption = None,
     base_image: BaseImageOption = None,
+    base_registry: BaseRegistryOption = None,
     as_of: AsOfOption = None,
     code: CodeOption = None,
     online: Annotated[
@@ -251,11 +259,13 @@ def build(
     """
     from smenv import pipeline
     from smenv.docker.engine import Sandbox
+    from smenv.env.bases import BaseAvailability, registry_option
     from smenv.env.options import check as check_options
     from smenv.env.resolve import ResolveOptions
 
     with _handled(as_json):
-        options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of)
+        options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
+                                 bases=BaseAvailability(registry=registry_option(base_registry)))
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         if sample_input is not None:  # before minutes of locking and building
             _check_sample(sample_input, model, model_version, tags)

@@ -247,9 +247,19 @@ def build(
 
         check_outside_model(context_dir, model.path)
     engine = engine or connect()  # fail fast, before minutes of locking and downloading
+    options = with_engine_bases(options, engine)
     job = BuildJob(model, requirements, options, tag, tuple(code), online, verify, context_dir, sample_input,
                    push, cache_registry, save)
     return _build(job, engine, sandbox or Sandbox(gpu=options.gpu), fix, progress)
+
+
+def with_engine_bases(options: ResolveOptions, engine: ContainerEngine) -> ResolveOptions:
+    """`options` knowing which Pythons' official base images the engine already has (the Python choice
+    prefers those it can obtain; `generate` leaves the engine out, so its plan is the same on any host)."""
+    from smenv.env.bases import known_pythons, official_image
+
+    on_engine = tuple(p for p in known_pythons() if engine.image_info(official_image(p)) is not None)
+    return replace(options, bases=replace(options.bases, on_engine=on_engine))
 
 
 @dataclass(frozen=True)
@@ -399,7 +409,7 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
     from smenv.docker.assemble import Archive, ImageSpec, ImageToLoad, docker_archive, image_config
     from smenv.render.dockerfile import INSTALL_ENV, index_options, install_script
 
-    base = _require_base_image(engine, generated)
+    base = _require_base_image(engine, generated, job.options.bases.registry, progress)
     tag = dependency_image_tag(generated, base.id, job.online)
     remote = f"{job.cache_registry.rstrip('/')}/{tag}" if job.cache_registry else None
     info = engine.image_info(tag)
@@ -544,7 +554,7 @@ def write_build_context(generated: Generated, job: BuildJob, out: Path, progress
 def build_dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJob, context_dir: Path,
                            log: Path, progress: Progress) -> str:
     """The dependency stage's image tag, built from the self-contained context unless the engine has it."""
-    base_id = _require_base_image(engine, generated).id
+    base_id = _require_base_image(engine, generated, job.options.bases.registry, progress).id
     deps_tag = dependency_image_tag(generated, base_id, job.online)
     if engine.image_exists(deps_tag):
         progress(f"dependencies: {deps_tag} is already built")
@@ -626,22 +636,18 @@ def _write(generated: Generated, out: Path, code: tuple[Path, ...], dockerfile: 
     )
 
 
-def _require_base_image(engine: ContainerEngine, generated: Generated) -> ImageInfo:
-    """The base image; a clear error when the engine lacks it (nothing is ever pulled)."""
-    from smenv.docker.base_image import DEBIAN_FOR_PYTHON
-    from smenv.errors import BaseImageError
+def _require_base_image(engine: ContainerEngine, generated: Generated, registry: str | None,
+                        progress: Progress = lambda msg: None) -> ImageInfo:
+    """The base image: the engine's, else pulled, else built from Debian (docker/obtain_base.py)."""
+    from smenv.docker.obtain_base import debian_builder, obtain_base_image
 
-    base = generated.base_image
-    info = engine.image_info(base) if base else None
-    if info is None:
-        python = generated.lock.python
-        how = (
-            f"build it from Debian packages with `smenv base --python {python}`"
-            if python in DEBIAN_FOR_PYTHON and base.startswith("python:")
-            else "pull or load it, or pass --base-image with an image the engine has"
-        )
-        raise BaseImageError(f"base image {base} is not on the Docker engine (nothing is pulled); {how}")
-    return info
+    obtained = obtain_base_image(
+        engine, generated.base_image, None if generated.base.install_python else generated.lock.python,
+        registry=registry, build_from_debian=debian_builder(engine), progress=progress,
+    )
+    if obtained.how != "on the engine":
+        progress(f"base image: {generated.base_image} {obtained.how}")
+    return obtained.info
 
 
 def _refuse_credentials_online(requirements: Path | None) -> None:

@@ -96,7 +96,8 @@ class FakeEngine:
     def push(self, tag: str, progress: Callable[[str], None] = lambda message: None) -> str:
         raise NotImplementedError("not part of the --fix flow")
 
-    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None) -> bool:
+    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None,
+             timeout: float | None = None) -> bool:
         raise NotImplementedError("not part of the --fix flow")
 
     def registry_has(self, ref: str) -> bool:

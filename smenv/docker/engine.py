@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -243,26 +244,61 @@ class Engine:
                     progress(f"push {message['id']}: {message['status']}")
         return digest
 
-    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None) -> bool:
-        """`docker pull REF`; False when the registry has no such image (any other failure raises)."""
+    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None,
+             timeout: float | None = None) -> bool:
+        """`docker pull REF`; False when the registry has no such image (any other failure raises).
+
+        With `timeout`, a pull still running after that many seconds is abandoned (its connection closed,
+        which makes the engine cancel it) and raises RegistryError: the SDK's pull has no time limit.
+        """
+        import queue
+        import threading
+
         repository, version = parse_repository_tag(ref)
+        messages: queue.Queue = queue.Queue()
+        opened: list = []
+
+        def read() -> None:  # in a thread, so a silent registry cannot hold the caller past `timeout`
+            try:
+                stream = self.client.api.pull(repository, tag=version or "latest", stream=True, decode=True)
+                opened.append(stream)
+                for message in stream:
+                    messages.put(("message", message))
+                messages.put(("done", None))
+            except BaseException as exc:  # handed to the caller, which raises it as a typed error
+                messages.put(("error", exc))
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        shown: dict[str, str] = {}
+        threading.Thread(target=read, name=f"docker pull {ref}", daemon=True).start()
         with self._calls(f"docker pull {ref}"):
             try:
-                for message in self.client.api.pull(repository, tag=version or "latest", stream=True, decode=True):
-                    detail = _stream_error(message)
+                while True:
+                    try:
+                        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                        kind, item = messages.get(timeout=left)
+                    except queue.Empty:
+                        if opened:
+                            _hang_up(opened[0])
+                        raise RegistryError(f"docker pull {ref}: not finished within {timeout:.0f} s, abandoned") from None
+                    if kind == "done":
+                        return True
+                    if kind == "error":
+                        raise item
+                    detail = _stream_error(item)
                     if detail is not None:
                         if _NOT_FOUND.search(detail):
                             return False
                         raise RegistryError(f"docker pull {ref}: {_registry_message(detail, repository)}")
-                    if message.get("status") and message.get("id"):
-                        progress(f"pull {message['id']}: {message['status']}")
+                    if item.get("status") and item.get("id") and shown.get(item["id"]) != item["status"]:
+                        shown[item["id"]] = item["status"]  # once per layer and state, not per chunk
+                        progress(f"pull {ref} {item['id']}: {item['status']}")
             except docker.errors.NotFound:
                 return False
             except docker.errors.APIError as exc:
                 if _NOT_FOUND.search(str(exc.explanation or exc)):
                     return False
                 raise RegistryError(f"docker pull {ref}: {_registry_message(str(exc.explanation or exc), repository)}") from exc
-        return True
 
     def registry_has(self, ref: str) -> bool:
         """Whether the registry REF names holds that image (its manifest, asked through the engine)."""

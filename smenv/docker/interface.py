@@ -82,8 +82,9 @@ class ContainerEngine(Protocol):
         """`docker push` with the engine's credentials; the registry's digest."""
         ...
 
-    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None) -> bool:
-        """`docker pull`; False when the registry has no such image."""
+    def pull(self, ref: str, progress: Callable[[str], None] = lambda message: None,
+             timeout: float | None = None) -> bool:
+        """`docker pull`; False when the registry has no such image; RegistryError past `timeout` seconds."""
         ...
 
     def registry_has(self, ref: str) -> bool:

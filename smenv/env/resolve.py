@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from smenv.env import companion_pins, options, releases
+from smenv.env.bases import BaseAvailability, debian_suites, official_image
 from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
 from smenv.env.plan import Decision, EnvironmentPlan, Package
 from smenv.env.releases import Release, UnknownRelease
@@ -35,6 +36,7 @@ class ResolveOptions:
     base_image: str | None = None
     as_of: str | None = None  # ISO date or datetime
     extra_packages: tuple[str, ...] = ()  # added by --fix
+    bases: BaseAvailability = BaseAvailability()  # which Pythons' base images this host can obtain
 
 
 @dataclass
@@ -61,7 +63,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     release = _choose_tensorflow(facts, reqs, opts, b)
     python = _choose_python(release, opts, b)
     if opts.gpu and release.gpu_route in ROUTES_WITH_CUDA_IMAGE and not opts.base_image:
-        python = _python_of_cuda_image(release, python, b)
+        python = _python_of_cuda_image(release, b)
     legacy_keras = _keras_policy(facts, release, b)
     if not legacy_keras and release.keras_major == 3 and "tf-keras" in {_name_of(e) for e in opts.extra_packages}:
         legacy_keras = True  # --fix added tf-keras: Keras 2 loading must be switched on with it
@@ -123,8 +125,8 @@ def choose_base_image(plan: EnvironmentPlan, python: str) -> BaseImageChoice:
     """The base image for `plan` on `python`, the Python the lock chose (known only after locking).
 
     --base-image wins; a GPU route that needs the CUDA runtime image gets it (it has no Python, so the
-    Dockerfile installs Ubuntu's); else the official `python:X.Y-slim-SUITE` image, whose Debian suite
-    `smenv base` can build it from.
+    Dockerfile installs Ubuntu's); else the official `python:X.Y-slim-SUITE` image, which `smenv build`
+    obtains (docker/obtain_base.py).
     """
     if plan.base_image:
         return BaseImageChoice(plan.base_image, False, _given_base_image(plan.base_image))
@@ -135,22 +137,18 @@ def choose_base_image(plan: EnvironmentPlan, python: str) -> BaseImageChoice:
             f"{plan.tensorflow_version} needs; it has no Python, so the Dockerfile installs Ubuntu's python3 ({python})"
         )
         return BaseImageChoice(image, True, Decision("base_image", image, reason))
-    from smenv.docker.base_image import default_base_image, suite_for
-    from smenv.errors import UnsupportedPython
-
-    try:
-        image = default_base_image(python)
-    except UnsupportedPython:
-        image = f"python:{python}-slim-bookworm"
+    image = official_image(python)
+    suite = debian_suites().get(python)
+    if suite is None:
         reason = (
-            f"the official image for Python {python}; no Debian release ships Python {python}, so `smenv base` "
-            "cannot build it: pull or load it where no registry is reachable"
+            f"the official image for Python {python}; no Debian release ships Python {python}, so `smenv build` "
+            "takes it from the engine or pulls it (from the base registry, if one is configured)"
         )
-        return BaseImageChoice(image, False, Decision("base_image", image, reason))
-    reason = (
-        f"the official image for Python {python} (Debian {suite_for(python)}); where no registry is reachable, "
-        f"`smenv base --python {python}` builds it from Debian's own python3"
-    )
+    else:
+        reason = (
+            f"the official image for Python {python} (Debian {suite}); `smenv build` takes it from the engine, "
+            f"else pulls it, else builds it from Debian's own python3 (as `smenv base --python {python}` does)"
+        )
     return BaseImageChoice(image, False, Decision("base_image", image, reason))
 
 
@@ -275,28 +273,49 @@ def _keras_compatible(keras_version: str, release: Release) -> bool:
 
 def _choose_python(release: Release, opts: ResolveOptions, b: _Builder) -> tuple[str, ...]:
     supported = sorted(release.python, key=lambda p: tuple(int(x) for x in p.split(".")), reverse=True)
+    listed = ", ".join(reversed(supported))
     if opts.python:
         if opts.python not in supported:
             raise UsageError(
-                f"--python {opts.python}: TensorFlow {release.version} has no wheels for Python {opts.python} (it supports {', '.join(reversed(supported))})"
+                f"--python {opts.python}: TensorFlow {release.version} has no wheels for Python {opts.python} (it supports {listed})"
             )
         b.decide("python", opts.python, "given with --python")
         return (opts.python,)
-    b.decide(
-        "python",
-        supported[0],
-        f"the newest Python TensorFlow {release.version} supports ({', '.join(reversed(supported))}); "
-        "an older one is tried if the requirements exclude it",
-    )
-    return tuple(supported)
+    if opts.base_image:  # the user's image decides; nothing to obtain
+        obtainable = supported
+    else:
+        obtainable = [p for p in supported if opts.bases.how(p)]
+    if not obtainable:
+        b.decide(
+            "python",
+            supported[0],
+            f"the newest Python TensorFlow {release.version} supports ({listed}); no base image for any of them "
+            f"can be obtained on this host: {opts.bases.why_not(supported[0])}",
+            warning=True,
+        )
+        return tuple(supported)
+    reason = f"the newest Python TensorFlow {release.version} supports ({listed})"
+    if not opts.base_image:
+        reason += f" whose base image this host can obtain ({opts.bases.how(obtainable[0])})"
+    skipped = [p for p in supported if p not in obtainable and _newer(p, obtainable[0])]
+    if skipped:
+        reason += f"; not {', '.join(skipped)}: {opts.bases.why_not(skipped[0])}"
+    if len(obtainable) > 1:
+        reason += "; an older one is tried if the requirements exclude it"
+    b.decide("python", obtainable[0], reason)
+    return tuple(obtainable)
 
 
-def _python_of_cuda_image(release: Release, python: tuple[str, ...], b: _Builder) -> tuple[str, ...]:
+def _newer(a: str, b: str) -> bool:
+    return tuple(int(x) for x in a.split(".")) > tuple(int(x) for x in b.split("."))
+
+
+def _python_of_cuda_image(release: Release, b: _Builder) -> tuple[str, ...]:
     image = CUDA_IMAGES.get(release.cuda or "")
     if image is None:
         raise ResolutionError(f"no CUDA {release.cuda} runtime image is known for TensorFlow {release.version}; pass --base-image")
     tag, ubuntu_python = image
-    if ubuntu_python not in python:
+    if ubuntu_python not in release.python:
         raise ResolutionError(
             f"the CUDA {release.cuda} image {tag} ships Python {ubuntu_python}, which TensorFlow {release.version} "
             f"does not support ({', '.join(sorted(release.python))}); pass --base-image with a matching Python"

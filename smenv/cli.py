@@ -66,6 +66,10 @@ BaseRegistryOption = Annotated[
     Optional[str],
     typer.Option("--base-registry", envvar="SMENV_BASE_REGISTRY", help="A registry or mirror (HOST[:PORT][/PATH]) that serves the official python images: tried before Docker Hub, and makes every Python's base obtainable."),
 ]
+ExactOption = Annotated[
+    bool,
+    typer.Option("--exact", help="Use the model's own TensorFlow release or fail (exit 8); without it, a release this host cannot build is replaced by the nearest one that loads the model, said in the plan."),
+]
 AsOfOption = Annotated[
     Optional[str],
     typer.Option("--as-of", help="Resolve packages as of this date (YYYY-MM-DD; default: the model's save date, else the TensorFlow release date)."),
@@ -156,6 +160,7 @@ def generate(
     python: PythonOption = None,
     base_image: BaseImageOption = None,
     base_registry: BaseRegistryOption = None,
+    exact: ExactOption = False,
     as_of: AsOfOption = None,
     code: CodeOption = None,
     offline: Annotated[
@@ -187,7 +192,7 @@ def generate(
 
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
-                                 bases=BaseAvailability(registry=registry_option(base_registry)))
+                                 bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact)
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         with console.progress() as progress:
             result = pipeline.generate(
@@ -224,6 +229,7 @@ def build(
     python: PythonOption = None,
     base_image: BaseImageOption = None,
     base_registry: BaseRegistryOption = None,
+    exact: ExactOption = False,
     as_of: AsOfOption = None,
     code: CodeOption = None,
     online: Annotated[
@@ -265,7 +271,7 @@ def build(
 
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
-                                 bases=BaseAvailability(registry=registry_option(base_registry)))
+                                 bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact)
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         if sample_input is not None:  # before minutes of locking and building
             _check_sample(sample_input, model, model_version, tags)

@@ -110,6 +110,12 @@ class UnknownRelease(ResolutionError):
     kind = "unknown_release"
 
 
+class ExactReleaseUnavailable(ResolutionError):
+    """--exact, and the model's own TensorFlow release cannot be built on this host (no base for its Pythons)."""
+
+    kind = "exact_release_unavailable"
+
+
 class LockError(ResolutionError):
     """The resolver found no set of packages; `wheel_less` names packages with source releases only."""
 

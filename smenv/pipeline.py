@@ -84,15 +84,16 @@ def generate(
             raise ContextError("--code path not found", c)
     progress("reading the model")
     facts, env_plan = plan(model, requirements, options)
+    nearest = _nearest_release_note(env_plan)
     # Said now, before minutes of locking and building, and kept in the plan's notes (--json, smenv.json).
     for risk in foresee(facts, code, env_plan.python_candidates[0]):
         progress(f"warning: {risk.message}")
     if dry_run:
-        notes = tuple(_warnings(facts, code, env_plan.python_candidates[0]))
+        notes = (*nearest, *_warnings(facts, code, env_plan.python_candidates[0]))
         return Generated(facts, env_plan, None, None, None, None, notes, _plan_json(facts, env_plan, None, None, notes, code))
     progress("locking the environment")
     the_lock, notes = lock(env_plan, progress)
-    notes = [*_warnings(facts, code, the_lock.python), *notes]
+    notes = [*nearest, *_warnings(facts, code, the_lock.python), *notes]
     if not offline and _carries_credentials(env_plan.index.index_url, *env_plan.index.extra_index_urls):
         # An online Dockerfile would name the index in a RUN line, and `docker build` keeps RUN lines in
         # the image history: download on the host instead (tests/test_private_index.py).
@@ -120,6 +121,14 @@ def generate(
 
 def _warnings(facts: ModelFacts, code: tuple[Path, ...], python: str) -> list[str]:
     return [f"warning: {risk.message}" for risk in foresee(facts, code, python)]
+
+
+def _nearest_release_note(env_plan: EnvironmentPlan) -> tuple[str, ...]:
+    if env_plan.exact_release is None:
+        return ()
+    return (f"TensorFlow {env_plan.exact_release}, the model's own release, cannot be built on this host: the plan uses "
+            f"TensorFlow {env_plan.tensorflow_version}, the oldest release that builds here and loads it (why: the "
+            "tensorflow decision); --exact refuses instead",)
 
 
 def companion_imports(locked: dict[str, str]) -> list[str]:

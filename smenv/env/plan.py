@@ -45,6 +45,9 @@ class EnvironmentPlan:
     index: IndexOptions = field(default_factory=IndexOptions)
     env: tuple[tuple[str, str], ...] = ()
     decisions: tuple[Decision, ...] = ()
+    # The model's own release, when it cannot be built on this host and the plan uses the nearest one
+    # that loads the model instead (env/fallback.py); None when the plan is exact.
+    exact_release: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -117,7 +117,7 @@ def for_producer(producer: str) -> Mapped:
             last_1x,
             f"producer {producer} is older than any installable release; {last_1x.version} is the last "
             f"{'1.x ' if v.major == 1 else ''}release and reads graphs written by earlier ones. It needs Python "
-            f"{last_1x.python[-1]} or older; TensorFlow 2 also loads 1.x SavedModels (--tf-version 2.15.1 for a current Python)",
+            f"{last_1x.python[-1]} or older; TensorFlow 2 also loads 1.x SavedModels",
         )
     if v > newest.v:
         raise UnknownRelease(

@@ -16,11 +16,12 @@ from packaging.version import Version
 
 from smenv.env import companion_pins, options, releases
 from smenv.env.bases import BaseAvailability, debian_suites, official_image
+from smenv.env.fallback import nearest_loadable, obtainable_pythons
 from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
 from smenv.env.plan import Decision, EnvironmentPlan, Package
 from smenv.env.releases import Release, UnknownRelease
 from smenv.env.requirements import Requirement, Requirements
-from smenv.errors import ResolutionError, UsageError
+from smenv.errors import ExactReleaseUnavailable, ResolutionError, UsageError
 from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, ModelFacts
 
 # Names under which TensorFlow itself can appear in a requirements file.
@@ -36,6 +37,7 @@ class ResolveOptions:
     base_image: str | None = None
     as_of: str | None = None  # ISO date or datetime
     extra_packages: tuple[str, ...] = ()  # added by --fix
+    exact: bool = False  # --exact: refuse rather than plan onto the nearest release that loads the model
     bases: BaseAvailability = BaseAvailability()  # which Pythons' base images this host can obtain
 
 
@@ -61,6 +63,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
             facts.path,
         )
     release = _choose_tensorflow(facts, reqs, opts, b)
+    release, exact_release = _nearest_if_unobtainable(facts, release, opts, b)
     python = _choose_python(release, opts, b)
     if opts.gpu and release.gpu_route in ROUTES_WITH_CUDA_IMAGE and not opts.base_image:
         python = _python_of_cuda_image(release, b)
@@ -108,6 +111,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         index=reqs.index,
         env=tuple(env),
         decisions=tuple(b.decisions),
+        exact_release=exact_release,
     )
 
 
@@ -197,6 +201,44 @@ def _choose_tensorflow(facts: ModelFacts, reqs: Requirements, opts: ResolveOptio
     raise ResolutionError(
         "the model records no TensorFlow or Keras version and requirements.txt pins none: pass --tf-version", facts.path
     )
+
+
+def _nearest_if_unobtainable(facts: ModelFacts, release: Release, opts: ResolveOptions,
+                             b: _Builder) -> tuple[Release, str | None]:
+    """`release`, or, when no base for any of its Pythons can be obtained here, the nearest release that
+    builds here and loads the model (env/fallback.py), with the exact one returned to be recorded.
+
+    Choices the user made (--tf-version, --python, --base-image) are kept as given, as is a GPU build on
+    a CUDA image, whose Python is the image's."""
+    if opts.tf_version or opts.python or opts.base_image or obtainable_pythons(release, opts.bases):
+        return release, None
+    if opts.gpu and release.gpu_route in ROUTES_WITH_CUDA_IMAGE:
+        return release, None
+    newest = release.python[-1]
+    why_not = (
+        f"no base image for its Pythons ({', '.join(release.python)}) can be obtained here: "
+        f"{opts.bases.why_not(newest)}"
+    )
+    if opts.exact:
+        raise ExactReleaseUnavailable(
+            f"--exact: TensorFlow {release.version} cannot be built here, {why_not}; pass --base-registry with a "
+            f"registry that serves python:{newest} images, or drop --exact to use the nearest release that loads the model",
+            facts.path,
+        )
+    nearest = nearest_loadable(facts.format, release, opts.bases)
+    if nearest is None:
+        return release, None
+    topics = [d.topic for d in b.decisions]
+    i = len(topics) - 1 - topics[::-1].index("tensorflow")
+    b.decisions[i] = Decision(
+        "tensorflow",
+        nearest.release.version,
+        f"{b.decisions[i].reason}. Not {release.version} itself: {why_not}. {nearest.release.version} is the oldest "
+        f"release that builds here and loads this model: {nearest.why}. --exact refuses instead; a base registry "
+        f"serving python:{newest} gives the exact release",
+        "warning",
+    )
+    return nearest.release, release.version
 
 
 def _given_release(text: str) -> tuple[Release, str]:

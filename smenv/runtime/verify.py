@@ -115,15 +115,16 @@ def run(plan, args, result):
             raise error  # the user's own input: the model does not answer it
     else:
         tags = _tags(model_info)
-        loaded = tf.saved_model.load(path, tags=tags) if tags else tf.saved_model.load(path)
+        signatures, how = _load_saved_model(path, tags, tf)
+        result["loader"] = how
         timings["load_s"] = round(time.perf_counter() - started, 3)
-        log("SavedModel loaded (tags %s) in %.1fs" % (",".join(tags or []), timings["load_s"]))
+        log("SavedModel loaded (tags %s, %s) in %.1fs" % (",".join(tags or []), how, timings["load_s"]))
         result["keras"] = _keras_version(tf)
         result["stage"] = "call"
-        names = [n for n in sorted(loaded.signatures.keys()) if n not in SKIP_SIGNATURES]
+        names = [n for n in sorted(signatures.keys()) if n not in SKIP_SIGNATURES]
         primary = "serving_default" if "serving_default" in names else (names[0] if names else None)
         for name in ([primary] if primary else []) + [n for n in names if n != primary]:
-            entry, error = _call_signature(name, loaded.signatures[name], samples, _hint(plan, name), name == primary, np, tf)
+            entry, error = _call_signature(name, signatures[name], samples, _hint(plan, name), name == primary, np, tf)
             result["signatures"].append(entry)
             if error is not None and entry["fatal"]:
                 raise RuntimeError("signature %s failed: %s: %s" % (name, type(error).__name__, entry["error"]["message"]))
@@ -131,6 +132,100 @@ def run(plan, args, result):
         timings["first_call_s"] = result["signatures"][0].get("seconds")
     result["ok"] = True
     result["stage"] = "done"
+
+
+def _load_saved_model(path, tags, tf):
+    """(signatures by name, how they were loaded). tf.saved_model.load first; a TF 1 graph it cannot
+    take (reference variables, one tensor fed under two input names, ...) is loaded again the way TF 1
+    served it, into a tf.compat.v1 session whose signatures are called with feeds and fetches."""
+    try:
+        loaded = tf.saved_model.load(path, tags=tags) if tags else tf.saved_model.load(path)
+        return loaded.signatures, "tf.saved_model.load"
+    except Exception as exc:
+        if not _is_v1_graph(path, tags, tf):
+            raise
+        log("tf.saved_model.load failed on this TF 1 graph (%s: %s); loading it into a tf.compat.v1 session"
+            % (type(exc).__name__, _first_line(str(exc))))
+        try:
+            return _v1_session_signatures(path, tags, tf), "tf.compat.v1 session (tf.saved_model.load: %s)" % type(exc).__name__
+        except Exception as again:
+            log("the tf.compat.v1 session loader failed too (%s: %s)" % (type(again).__name__, _first_line(str(again))))
+            raise exc
+
+
+def _is_v1_graph(path, tags, tf):
+    """True when the meta graph to load has no object graph: written by TF 1 (or TF 2's v1 APIs)."""
+    import os
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = os.path.join(path, "saved_model.pb")
+    if not os.path.isfile(pb):
+        return False
+    model = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        model.ParseFromString(f.read())
+    for mg in model.meta_graphs:
+        if not tags or set(mg.meta_info_def.tags) == set(tags):
+            return not mg.HasField("object_graph_def")
+    return False
+
+
+class _V1Signature(object):
+    """A TF 1 SignatureDef in a session, called like a TF 2 signature function: keyword tensors in,
+    a dict of arrays out. Input specs come from the graph's tensors (old SignatureDefs often record no
+    shape); a sparse (COO) input is fed every element of the array made for it."""
+
+    def __init__(self, session, signature, tf):
+        self._session = session
+        self._sparse = tf.compat.v1.SparseTensorValue
+        graph = session.graph
+        self._feeds, specs = {}, {}
+        for key, info in signature.inputs.items():
+            encoding = info.WhichOneof("encoding")
+            if encoding == "coo_sparse":
+                coo = info.coo_sparse
+                indices = graph.get_tensor_by_name(coo.indices_tensor_name)
+                self._feeds[key] = tf.compat.v1.SparseTensor(
+                    indices, graph.get_tensor_by_name(coo.values_tensor_name),
+                    graph.get_tensor_by_name(coo.dense_shape_tensor_name))
+                rank = indices.shape[1] if indices.shape.rank == 2 else None
+                rank = getattr(rank, "value", rank)
+                shape = tf.TensorShape(None if rank is None else [None] * int(rank))
+                specs[key] = tf.TensorSpec(shape, tf.dtypes.as_dtype(info.dtype), name=key)
+            elif encoding == "name":
+                tensor = graph.get_tensor_by_name(info.name)
+                self._feeds[key] = tensor
+                specs[key] = tf.TensorSpec(tensor.shape, tensor.dtype.base_dtype, name=key)
+            else:
+                raise ValueError("input %s is a %s tensor, which smenv cannot feed to a TF 1 signature" % (key, encoding))
+        self._outputs = {}
+        for key, info in signature.outputs.items():
+            if info.WhichOneof("encoding") == "name":
+                self._outputs[key] = info.name
+        self.structured_input_signature = ((), specs)
+
+    def __call__(self, **kwargs):
+        feeds = {}
+        for key, value in kwargs.items():
+            array = value.numpy() if hasattr(value, "numpy") else value
+            target = self._feeds[key]
+            if isinstance(target, str) or hasattr(target, "op"):
+                feeds[target] = array
+            else:  # every element, so the sparse input holds what a dense one would
+                import numpy as np
+
+                indices = np.array(list(np.ndindex(*array.shape)), dtype=np.int64).reshape(-1, array.ndim)
+                feeds[target] = self._sparse(indices, array.reshape(-1), np.array(array.shape, dtype=np.int64))
+        return self._session.run(self._outputs, feed_dict=feeds)
+
+
+def _v1_session_signatures(path, tags, tf):
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+        meta = tf.compat.v1.saved_model.loader.load(session, tags or ["serve"], path)
+    return dict((name, _V1Signature(session, sig, tf)) for name, sig in meta.signature_def.items())
 
 
 def _keras_module(plan, tf):
@@ -318,9 +413,15 @@ def _call_signature(name, fn, samples, hint, primary, np, tf):
     _finish(entry, error, primary, bool(specs))
     if error is None:
         for key, value in sorted(outputs.items()):
-            entry["outputs"].append({"name": key, "dtype": value.dtype.name, "shape": _shape_list(value.shape)})
+            entry["outputs"].append({"name": key, "dtype": _dtype_name(value), "shape": _shape_list(value.shape)})
         log("signature %s: %d input(s) -> %s in %.3fs" % (name, len(specs), ", ".join("%s%s" % (o["name"], o["shape"]) for o in entry["outputs"]), entry["seconds"]))
     return entry, error
+
+
+def _dtype_name(value):
+    """A tensor's or (from a tf.compat.v1 session) an array's dtype, as TensorFlow names it."""
+    name = value.dtype.name
+    return "string" if name == "object" or name.startswith("bytes") else name
 
 
 def _call_keras(model, samples, hint, np, tf):

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import CORPUS, FIXTURES
 from smenv.env import releases
+from smenv.env.bases import BaseAvailability
 from smenv.env.requirements import parse_requirements
 from smenv.env.resolve import ResolutionError, ResolveOptions, choose_base_image, resolve
 from smenv.model.inspect import inspect_model
@@ -68,18 +69,21 @@ def test_nightly_producer_maps_to_its_final_release_with_a_note():
     assert d.level == "warning" and "nightly" in d.reason and "2.9.0-dev20220227" in d.reason
 
 
+REGISTRY = BaseAvailability(registry="registry.example")  # serves every Python's image: the exact release
+
+
 def test_dirty_prerelease_producer():
-    plan = plan_for(CORPUS / "tfserving-half-plus-three")
+    plan = plan_for(CORPUS / "tfserving-half-plus-three", bases=REGISTRY)
     assert plan.tensorflow_version.startswith("1.15.")
     assert "1.0.0-rc2" in decision(plan, "tensorflow").reason
 
 
 def test_tf1_producer_maps_to_the_last_1x_release_and_says_how_to_use_tf2():
-    plan = plan_for(CORPUS / "tfserving-half-plus-two-cpu")  # written by 1.14.0
+    plan = plan_for(CORPUS / "tfserving-half-plus-two-cpu", bases=REGISTRY)  # written by 1.14.0
     assert plan.tensorflow_version == "1.15.5"
     assert plan.python_candidates[0] == "3.7"
     assert plan.tensorflow_package == "tensorflow"  # no tensorflow-cpu wheel for 1.15.5
-    assert "--tf-version 2" in decision(plan, "tensorflow").reason
+    assert "TensorFlow 2 also loads 1.x SavedModels" in decision(plan, "tensorflow").reason
 
 
 def test_keras3_archive_runs_on_tf216_plus_with_its_keras_pinned():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
+from smenv.env.bases import BaseAvailability
 from smenv.env.lock import lock
 from smenv.env.requirements import parse_requirements
 from smenv.env.resolve import ResolveOptions, resolve
@@ -45,7 +46,9 @@ def test_every_python_that_failed_is_said_and_its_reason_kept(tmp_path, monkeypa
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("numpy>=2\n")
-    plan = resolve(inspect_model(MODEL), parse_requirements(reqs), ResolveOptions())
+    # A base registry makes every Python's base obtainable, so all three are candidates (without one, 3.10 is not).
+    plan = resolve(inspect_model(MODEL), parse_requirements(reqs),
+                   ResolveOptions(bases=BaseAvailability(registry="registry.example")))
     assert plan.python_candidates == ("3.11", "3.10", "3.9")
     with pytest.raises(LockError) as info:
         lock(plan, cache=tmp_path / "locks")

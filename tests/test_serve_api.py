@@ -379,6 +379,12 @@ def test_an_empty_signature_name_means_the_default_and_the_spec_says_so(server):
         assert "" in schema["properties"]["signature_name"]["enum"], verb
 
 
+def test_a_declared_shape_too_large_is_a_bad_request_not_a_large_body(server):
+    """Found by schemathesis (ST201): a small body whose 'shape' claims billions of elements got 413."""
+    body = {"inputs": [{"name": "x", "shape": [2 ** 20, 2 ** 20], "datatype": "FP32", "data": [1.0]}]}
+    assert "more than" in error_of(requests.post(server.url + "/v2/models/hpt/infer", json=body), 400)
+
+
 # -- batching -----------------------------------------------------------------------------------
 
 

@@ -75,3 +75,32 @@ def test_the_cli_prints_one_line_and_writes_nothing(tmp_path):
     assert data["ok"] is False and data["error"]["kind"] == "lock_conflict"
     assert "depends on numpy" in data["error"]["details"] and Path(data["error"]["log"]).is_file()
     assert not out.exists()
+
+
+def test_a_requirement_the_index_lacks_is_named_with_uvs_reason(tmp_path):
+    """No "depends on" to quote: the sentence takes uv's first cause instead (uv's wording as of 0.13)."""
+    from smenv.env.conflict import describe
+
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("numpy<2\nsmenv-no-such-package==1.0\n")
+    plan = resolve(inspect_model(MODEL), parse_requirements(reqs), ResolveOptions())
+    uv_text = (
+        "error: No solution found when resolving dependencies:\n"
+        "  cause: Because smenv-no-such-package was not found in the package registry and you require "
+        "smenv-no-such-package==1.0, we can conclude that your requirements are unsatisfiable.\n"
+    )
+    assert describe(uv_text, plan, "3.11") == (
+        "no environment for Python 3.11: smenv-no-such-package==1.0 (requirements.txt:2) cannot be installed "
+        "(smenv-no-such-package was not found in the package registry)"
+    )
+    assert describe("error: something else entirely", plan, "3.11") is None  # then uv's own lines are kept
+
+
+def test_a_failure_conflict_py_cannot_read_is_clipped_not_a_wall():
+    from smenv.env import lock as lock_module
+
+    plan = resolve(inspect_model(MODEL), None, ResolveOptions())
+    wall = "error: " + "the resolver said something long " * 40
+    plain = lock_module._plainly(LockError(lock_module._explain(wall, "3.11"), (), wall), plan, "3.11")
+    assert len(plain.message) == lock_module.MAX_MESSAGE and plain.message.endswith("…")
+    assert plain.details == wall  # kept whole for --json and the log

@@ -44,6 +44,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # uv's explanation when the only versions before the cut-off are source distributions.
 _NO_WHEELS = re.compile(r"Wheels are required for `([^`]+)`|([A-Za-z0-9][A-Za-z0-9._-]*)[^ ]* has no usable wheels")
 MAX_WHEEL_RETRIES = 12
+# Longest lock error line smenv prints before the log's path; uv's whole text goes to the log and --json.
+MAX_MESSAGE = 300
 # uv's warning when an index serves a file without an upload time (no PEP 700: pypiserver, devpi, plain
 # --find-links pages): under --exclude-newer every such file is dropped, so nothing from that index resolves.
 _NO_UPLOAD_TIME = re.compile(r"is missing an upload date")
@@ -207,8 +209,10 @@ def _plainly(exc: LockError, plan: EnvironmentPlan, python: str) -> LockError:
     from smenv.env.conflict import describe
 
     short = describe(exc.details, plan, python) if exc.details else None
-    if short is None:
-        return exc
+    if short is None:  # a failure conflict.py cannot read: uv's own first lines, clipped (the rest is logged)
+        if not exc.details or len(exc.message) <= MAX_MESSAGE:
+            return exc
+        short = exc.message[: MAX_MESSAGE - 1].rstrip() + "…"
     return LockError(short, exc.wheel_less, exc.details)
 
 

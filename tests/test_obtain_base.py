@@ -127,6 +127,16 @@ def test_a_python_debian_lacks_is_never_sent_to_debootstrap():
     assert called == [] and engine.pulls == ["python:3.12-slim-bookworm"]
 
 
+def test_the_pull_time_limit_comes_from_the_environment_and_a_bad_value_is_the_default(monkeypatch):
+    from smenv.docker.obtain_base import DEFAULT_PULL_TIMEOUT_S, pull_timeout_default
+
+    monkeypatch.setenv("SMENV_PULL_TIMEOUT", "30")
+    assert pull_timeout_default() == 30
+    for bad in ("soon", "-1", ""):
+        monkeypatch.setenv("SMENV_PULL_TIMEOUT", bad)
+        assert pull_timeout_default() == DEFAULT_PULL_TIMEOUT_S
+
+
 def test_names_with_a_registry_host_are_pulled_as_given():
     assert pull_candidates("registry.example/ml/python:3.11", "127.0.0.1:5000") == ["registry.example/ml/python:3.11"]
     assert pull_candidates("nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", "m.example/hub") == [

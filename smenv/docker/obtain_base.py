@@ -26,7 +26,17 @@ Progress = Callable[[str], None]
 DebianBuilder = Callable[[str, str, Progress], "ImageInfo"]
 
 # A python slim image is about 45 MiB compressed: minutes on a slow link, never a quarter of an hour.
-PULL_TIMEOUT_S = float(os.environ.get("SMENV_PULL_TIMEOUT", "900"))
+DEFAULT_PULL_TIMEOUT_S = 900.0
+
+
+def pull_timeout_default() -> float:
+    """SMENV_PULL_TIMEOUT seconds when it is a positive number, else the default (a typo must not crash a build)."""
+    try:
+        value = float(os.environ.get("SMENV_PULL_TIMEOUT", ""))
+    except ValueError:
+        return DEFAULT_PULL_TIMEOUT_S
+    return value if value > 0 else DEFAULT_PULL_TIMEOUT_S
+
 PYTHON_CHECK = ["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
 
 
@@ -44,7 +54,7 @@ def obtain_base_image(
     registry: str | None = None,
     build_from_debian: DebianBuilder | None = None,
     progress: Progress = lambda message: None,
-    pull_timeout: float = PULL_TIMEOUT_S,
+    pull_timeout: float | None = None,
 ) -> ObtainedBase:
     """`image` on `engine`, obtained as the module docstring says. `python` (X.Y) is checked in a pulled
     image; None skips the check (CUDA runtime images have no Python: the Dockerfile installs one)."""
@@ -55,7 +65,7 @@ def obtain_base_image(
     for ref in pull_candidates(image, registry):
         progress(f"base image: pulling {ref}")
         try:
-            found = engine.pull(ref, progress, timeout=pull_timeout)
+            found = engine.pull(ref, progress, timeout=pull_timeout or pull_timeout_default())
         except DockerUnavailable:
             raise
         except RegistryError as exc:

@@ -53,6 +53,8 @@ _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
 _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 # A direct reference (a local wheel file or a wheel URL from requirements.txt).
 _DIRECT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])? @ (\S+)")
+# The lock's header line naming the packages locked by their sdist's hash (read back from cached locks).
+SOURCES_HEADER = "# built from source in a sandbox (locked by the sdist's sha256): "
 
 
 class _NoUploadTimes(LockError):
@@ -69,6 +71,7 @@ class Lock:
     download_text: str = ""  # the same, with direct references kept, for downloading on the host
     direct: tuple[str, ...] = ()  # packages that came from a local wheel or a wheel URL
     hashes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> allowed sha256 hex digests
+    sources: tuple[str, ...] = ()  # packages locked as sdists, to be built into wheels (env/sdist_build.py)
 
     @classmethod
     def from_text(cls, text: str, python: str) -> "Lock":
@@ -83,7 +86,10 @@ class Lock:
         hashes: dict[str, list[str]] = {}
         lines = []
         current = None
+        sources: list[str] = []
         for line in text.splitlines():
+            if line.startswith(SOURCES_HEADER):
+                sources += [canonicalize_name(p.split("==")[0]) for p in line[len(SOURCES_HEADER):].split()]
             m = _PIN.match(line)
             d = _DIRECT.match(line)
             h = _HASH.search(line)
@@ -105,7 +111,8 @@ class Lock:
             lines.append(line)
         image_text = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
         digest = "sha256:" + hashlib.sha256(image_text.encode()).hexdigest()
-        return cls(image_text, python, packages, digest, text, tuple(direct), {k: tuple(v) for k, v in hashes.items()})
+        return cls(image_text, python, packages, digest, text, tuple(direct), {k: tuple(v) for k, v in hashes.items()},
+                   tuple(sources))
 
 
 def uv_binary() -> str:
@@ -231,17 +238,22 @@ def _write_lock_log(text: str) -> str | None:
 
 
 def _lock_with_wheels(plan: EnvironmentPlan, python: str) -> tuple[Lock, list[str]]:
-    """Lock; where the cut-off leaves a package with source distributions only, lift it for that package.
+    """Lock; where the cut-off leaves a package with source distributions only, lift it for that package,
+    and where no wheel of the version needed exists at all, lock that package as an sdist.
 
-    Locks are binary-only: building a source distribution would run its build code on the host, and
-    the image installs wheels only. Old TensorFlow releases depend on packages that published wheels
-    only later (absl-py, wrapt, termcolor), so those few take their newest wheel instead.
+    Locks are binary-only by default: building a source distribution runs its build code, which must
+    never happen on the host. Old TensorFlow releases depend on packages that published wheels only
+    later (absl-py, wrapt, termcolor), so those first take their first wheel release. TF 2.0-2.6 pin
+    releases that never had a wheel (termcolor 1.1.0, wrapt 1.12.1, gast 0.2.2, clang 5.0): those listed
+    in smenv/data/source_builds.json are locked by their sdist's hash, with the metadata uv needs given
+    from that file (so uv builds nothing), and built into wheels in a sandbox (env/sdist_build.py).
     """
     lifted: dict[str, str] = {}  # package -> its own cut-off
+    sources: dict[str, str] = {}  # package -> the version locked as an sdist
     cutoff = True
     for _ in range(MAX_WHEEL_RETRIES):
         try:
-            the_lock = _lock_for(plan, python, tuple(lifted.items()), cutoff)
+            the_lock = _lock_for(plan, python, tuple(lifted.items()), cutoff, tuple(sorted(sources.items())))
         except _NoUploadTimes:
             # A private index without PEP 700 upload times made every lock fail (exit 8, "no version of
             # tensorflow==..."), found by tests/test_private_index.py with pypiserver: lock without the
@@ -249,7 +261,20 @@ def _lock_with_wheels(plan: EnvironmentPlan, python: str) -> tuple[Lock, list[st
             cutoff, lifted = False, {}
             continue
         except LockError as exc:
-            new = [n for n in exc.wheel_less if n not in lifted]
+            new = [n for n in exc.wheel_less if n not in lifted and n not in sources]
+            # Still wheel-less after its cut-off was lifted: the version needed never had a wheel.
+            again = [n for n in exc.wheel_less if n in lifted and n not in sources]
+            if again:
+                known = source_builds()
+                unknown = [n for n in again if n not in known]
+                if unknown:
+                    raise LockError(
+                        f"{', '.join(unknown)} has no wheel for Python {python} in the version needed, and smenv builds "
+                        "only the source packages listed in smenv/data/source_builds.json (building an unknown "
+                        f"sdist's metadata would run its code on the host): {exc.message}", exc.wheel_less) from None
+                for name in again:
+                    sources[name] = next(iter(known[name]))
+                continue
             if not new or not cutoff:
                 raise
             for name in new:
@@ -258,12 +283,25 @@ def _lock_with_wheels(plan: EnvironmentPlan, python: str) -> tuple[Lock, list[st
         notes = [
             f"{name} had no wheel for Python {python} by {plan.as_of[:10]}: "
             + (f"its first wheel release (cut-off {when[:10]}) is used" if when != NO_CUTOFF else "its newest wheel is used")
-            for name, when in lifted.items()
+            for name, when in lifted.items() if name not in sources
+        ]
+        known = source_builds()
+        notes += [
+            f"{name} {version} has no wheel ({known[name][version]['why']}): locked by its sdist's sha256 and built "
+            "into a wheel in a throw-away container of the base image (no network, non-root, time and memory limits)"
+            for name, version in sorted(sources.items())
         ]
         if not cutoff:
             notes.insert(0, _no_cutoff_note(plan))
         return the_lock, notes
     raise LockError(f"too many packages without wheels before {plan.as_of[:10]}: {', '.join(lifted)}; pass a later --as-of")
+
+
+def source_builds() -> dict[str, dict[str, dict]]:
+    """smenv/data/source_builds.json's packages: name -> version -> {requires_dist, why}."""
+    from importlib import resources
+
+    return json.loads(resources.files("smenv.data").joinpath("source_builds.json").read_text(encoding="utf-8"))["packages"]
 
 
 def _no_cutoff_note(plan: EnvironmentPlan) -> str:
@@ -278,22 +316,24 @@ def _no_cutoff_note(plan: EnvironmentPlan) -> str:
     )
 
 
-def _lock_for(plan: EnvironmentPlan, python: str, lifted: tuple[str, ...] = (), cutoff: bool = True) -> Lock:
+def _lock_for(plan: EnvironmentPlan, python: str, lifted: tuple[str, ...] = (), cutoff: bool = True,
+              sources: tuple[tuple[str, str], ...] = ()) -> Lock:
     with tempfile.TemporaryDirectory(prefix="smenv-lock-") as tmp:
         work = Path(tmp)
         requirements = [p.requirement for p in plan.packages]
         if plan.excludes:  # the CPU swap: check with `tensorflow` first
             check = [_full_tensorflow(r, plan) for r in requirements]
-            checked = _compile(plan, python, work, "check", check, list(plan.constraints), (), lifted, cutoff)
+            checked = _compile(plan, python, work, "check", check, list(plan.constraints), (), lifted, cutoff, sources)
             pins = [f"{name}=={version}" for name, version in sorted(checked.packages.items()) if name not in plan.excludes]
-            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints) + pins, plan.excludes, lifted, cutoff)
+            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints) + pins, plan.excludes, lifted, cutoff, sources)
         else:
-            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints), (), lifted, cutoff)
+            body = _compile(plan, python, work, "lock", requirements, list(plan.constraints), (), lifted, cutoff, sources)
     header = (
         "# requirements.lock written by smenv: every package pinned and hashed.\n"
         f"# TensorFlow {plan.tensorflow_version} ({plan.tensorflow_package}), Python {python}, {UV_PLATFORM}, "
         + (f"packages as of {plan.as_of}.\n" if cutoff else "packages not limited by date (the index records no upload times).\n")
         + "# Install with: pip install --require-hashes --no-deps -r requirements.lock\n"
+        + (SOURCES_HEADER + " ".join(f"{n}=={v}" for n, v in sources) + "\n" if sources else "")
     )
     return Lock.from_text(header + body.download_text, python)
 
@@ -303,7 +343,8 @@ def _full_tensorflow(requirement: str, plan: EnvironmentPlan) -> str:
     return "tensorflow==" + requirement[len(prefix):] if requirement.startswith(prefix) else requirement
 
 
-def _compile(plan, python, work: Path, name: str, requirements, constraints, excludes, lifted=(), cutoff=True) -> Lock:
+def _compile(plan, python, work: Path, name: str, requirements, constraints, excludes, lifted=(), cutoff=True,
+             sources=()) -> Lock:
     # Relative names, run from `work`: uv's "# via" annotations quote them, and the lock must not
     # carry a temporary path (the same inputs must give the same bytes).
     work = work / name
@@ -325,6 +366,18 @@ def _compile(plan, python, work: Path, name: str, requirements, constraints, exc
         cutoffs = {package: NO_CUTOFF for package in plan.cutoff_exempt} | dict(lifted)
         for package, when in sorted(cutoffs.items()):
             cmd += ["--exclude-newer-package", f"{package}={when}"]
+    if sources:
+        # The sdist-only packages: that one version allowed as source, with its dependencies given as
+        # data (uv's dependency-metadata), so uv never builds the sdist on the host to read them.
+        known = source_builds()
+        config = []
+        for package, version in sources:
+            cmd += ["--no-binary", package]
+            constraints = [*constraints, f"{package}=={version}"]
+            requires = json.dumps(known[package][version]["requires_dist"])
+            config.append(f'[[dependency-metadata]]\nname = "{package}"\nversion = "{version}"\nrequires-dist = {requires}\n')
+        (work / "uv.toml").write_text("\n".join(config))
+        cmd += ["--config-file", "uv.toml"]
     if constraints:
         (work / "constraints.txt").write_text("\n".join(constraints) + "\n")
         cmd += ["--constraints", "constraints.txt"]

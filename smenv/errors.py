@@ -182,6 +182,14 @@ class BuildFailed(DockerError):
         return {**super().to_json(), "log": self.log_path, "tail": list(self.tail)}
 
 
+class SourceBuildFailed(BuildFailed):
+    """A package locked as an sdist could not be built into a wheel in its sandbox (failed, out of time or
+    memory, or needed the network it does not have); the message names the package and the build log."""
+
+    exit_code = 13
+    kind = "source_build_failed"
+
+
 class RegistryError(DockerError):
     """A registry refused or failed a push or pull (credentials, unreachable, server error)."""
 

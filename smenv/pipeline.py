@@ -435,8 +435,17 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
         from smenv.env.wheels import download_wheels
 
         wheel_files = download_wheels(generated.lock, generated.plan, progress=progress).files
+    lock_text = generated.lock.text
+    if generated.lock.sources:
+        # sdist-only packages: built into wheels in a sandbox of this base, installed by the wheels' hashes
+        from smenv.env.sdist_build import build_sources, install_lock_text
+
+        built = build_sources(engine, base.id, generated.lock, log, generated.plan.index.index_url, progress=progress,
+                              base_name=generated.base.image)
+        wheel_files = tuple(wheel_files or ()) + tuple(b.wheel for b in built)
+        lock_text = install_lock_text(lock_text, built)
     script = install_script(generated.lock.python, not job.online, index_options(generated.plan) if job.online else [])
-    layer = engine.install_layer(base.id, script, generated.lock.text, wheel_files, scratch / "venv.tar", log,
+    layer = engine.install_layer(base.id, script, lock_text, wheel_files, scratch / "venv.tar", log,
                                  env=INSTALL_ENV, network=job.online, progress=progress)
     spec = ImageSpec(
         env=(), user=base.config.get("User") or "", workdir=base.config.get("WorkingDir") or "",

@@ -109,6 +109,10 @@ class FakeEngine:
     def run_sandboxed(self, image: str, command: Sequence[str], sandbox: Sandbox) -> SandboxRun:
         raise NotImplementedError("verification is faked at verify_image (the verdicts fixture)")
 
+    def run_sandboxed_with_files(self, image: str, command: Sequence[str], sandbox: Sandbox, files: Iterable[bytes],
+                                 take: str, take_limit: int = 256 << 20) -> tuple[SandboxRun, bytes | None]:
+        raise NotImplementedError("no source builds in the --fix flow")
+
 
 def protocol_methods() -> list[str]:
     return [name for name, value in vars(ContainerEngine).items() if inspect.isfunction(value) and not name.startswith("_")]

@@ -79,6 +79,7 @@ class Sandbox:
     pids: int = 512
     gpu: bool = False
     mounts: tuple[tuple[str, str], ...] = ()  # (host path, container path), read-only
+    cpu_seconds: int = 0  # RLIMIT_CPU for every process (0: none); wall time is timeout_s
 
 
 @dataclass(frozen=True)
@@ -530,13 +531,29 @@ class Engine:
 
         The container is removed whatever happens, Ctrl-C included.
         """
+        run, _ = self._run_in_sandbox(image, command, sandbox)
+        return run
+
+    def run_sandboxed_with_files(self, image: str, command: Sequence[str], sandbox: Sandbox,
+                                 files: Iterable[bytes], take: str, take_limit: int = 256 << 20) -> tuple[SandboxRun, bytes | None]:
+        """As run_sandboxed, with `files` (a tar stream) put in before the start and the directory `take`
+        handed back as a tar afterwards (None when the command failed or left nothing there).
+
+        Used to build an sdist into a wheel (env/sdist_build.py). The root file system stays writable
+        here, the container's own throw-away layer only: the engine refuses put_archive into a read-only
+        root, and a tmpfs would be gone when the container exits, before get_archive can read it.
+        """
+        return self._run_in_sandbox(image, command, sandbox, files, take, take_limit)
+
+    def _run_in_sandbox(self, image: str, command: Sequence[str], sandbox: Sandbox, files: Iterable[bytes] | None = None,
+                        take: str | None = None, take_limit: int = 0) -> tuple[SandboxRun, bytes | None]:
         import time
 
-        from docker.types import DeviceRequest, Mount
+        from docker.types import DeviceRequest, Mount, Ulimit
 
         kwargs = dict(
             network_mode="none",
-            read_only=True,
+            read_only=files is None,
             user="10001:10001",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -547,13 +564,18 @@ class Engine:
             labels={THROWAWAY_LABEL: "1"},
             mounts=[Mount(target=c, source=h, type="bind", read_only=True) for h, c in sandbox.mounts],
         )
+        if sandbox.cpu_seconds:
+            kwargs["ulimits"] = [Ulimit(name="cpu", soft=sandbox.cpu_seconds, hard=sandbox.cpu_seconds)]
         if sandbox.gpu:
             kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         container = None
+        taken = None
         started = time.monotonic()
         try:
             with self._calls(f"docker run {image}"):
                 container = self.client.containers.create(image, list(command), **kwargs)
+                if files is not None:
+                    self.client.api.put_archive(container.id, "/", files)
                 container.start()
                 timed_out = False
                 try:
@@ -569,7 +591,19 @@ class Engine:
                 stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
                 container.reload()
                 oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
-            return SandboxRun(code, stdout, stderr, timed_out, oom, round(seconds, 2))
+                if take and code == 0:
+                    try:
+                        stream, _ = container.get_archive(take)
+                    except docker.errors.NotFound:
+                        stream = ()
+                    chunks, size = [], 0
+                    for chunk in stream:
+                        size += len(chunk)
+                        if size > take_limit:
+                            raise DockerError(f"{take} in the sandbox holds more than {take_limit >> 20} MiB")
+                        chunks.append(chunk)
+                    taken = b"".join(chunks) or None
+            return SandboxRun(code, stdout, stderr, timed_out, oom, round(seconds, 2)), taken
         finally:
             if container is not None:
                 try:

@@ -48,6 +48,11 @@ class ContainerEngine(Protocol):
         """Run model code in `sandbox` (no network, read-only, unprivileged, limited); the container is removed."""
         ...
 
+    def run_sandboxed_with_files(self, image: str, command: Sequence[str], sandbox: Sandbox, files: Iterable[bytes],
+                                 take: str, take_limit: int = 256 << 20) -> tuple[SandboxRun, bytes | None]:
+        """run_sandboxed with `files` (a tar stream) put in first and the directory `take` handed back as a tar."""
+        ...
+
     def install_layer(
         self,
         base_image: str,

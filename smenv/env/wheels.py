@@ -44,7 +44,9 @@ def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = 
     cache = cache or default_cache()
     cache.mkdir(parents=True, exist_ok=True)
     lock_file = cache / f".lock-{the_lock.digest.split(':')[1][:16]}.txt"
-    lock_file.write_text(the_lock.download_text or the_lock.text)  # direct references kept: the host fetches them
+    # Direct references kept: the host fetches them. Packages locked as sdists are left out: pip download
+    # would prepare their metadata, which runs setup.py on the host; env/sdist_build.py fetches and builds them.
+    lock_file.write_text(_without(the_lock.download_text or the_lock.text, the_lock.sources))
     abi = "cp" + the_lock.python.replace(".", "")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
            "--python-version", the_lock.python, "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
@@ -58,22 +60,39 @@ def download_wheels(the_lock: Lock, plan: EnvironmentPlan, cache: Path | None = 
     for link in plan.index.find_links:
         cmd += ["--find-links", link]
     _drop_stale(cache, the_lock)
-    missing = [n for n in the_lock.packages if not _cached(cache, n, the_lock.packages[n], the_lock.python)]
+    wanted = {n: v for n, v in the_lock.packages.items() if n not in the_lock.sources}
+    missing = [n for n in wanted if not _cached(cache, n, the_lock.packages[n], the_lock.python)]
     if missing:
-        progress(f"downloading {len(missing)} of {len(the_lock.packages)} wheels (cached in {cache})")
+        progress(f"downloading {len(missing)} of {len(wanted)} wheels (cached in {cache})")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         lock_file.unlink(missing_ok=True)
         if proc.returncode != 0:
             raise DownloadError(f"pip download failed: {_last_error(proc.stderr or proc.stdout)}")
     else:
         lock_file.unlink(missing_ok=True)
-        progress(f"all {len(the_lock.packages)} wheels already cached in {cache}")
-    files = tuple(sorted(p for n, v in the_lock.packages.items() for p in _cached(cache, n, v, the_lock.python)))
+        progress(f"all {len(wanted)} wheels already cached in {cache}")
+    files = tuple(sorted(p for n, v in wanted.items() for p in _cached(cache, n, v, the_lock.python)))
     found = {canonicalize_name(parse_wheel_filename(p.name)[0]) for p in files}
-    lost = sorted(set(the_lock.packages) - found)
+    lost = sorted(set(wanted) - found)
     if lost:
         raise DownloadError(f"no wheel for Python {the_lock.python} on Linux x86_64 was downloaded for: {', '.join(lost)}")
     return Wheels(cache, files, sum(p.stat().st_size for p in files))
+
+
+def _without(lock_text: str, names: tuple[str, ...]) -> str:
+    """The lock text without the entries (pin line and its continuation lines) of `names`."""
+    if not names:
+        return lock_text
+    out, skipping = [], False
+    for line in lock_text.splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?(==| @ )", line)
+        if m:
+            skipping = canonicalize_name(m.group(1)) in names
+        elif line and not line[0].isspace():
+            skipping = False
+        if not skipping:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _drop_stale(cache: Path, the_lock: Lock) -> None:

@@ -200,3 +200,24 @@ def test_a_build_that_fails_or_reaches_for_the_network_stops_cleanly(docker_engi
     assert info.value.exit_code == 13 and str(log) in info.value.message
     assert "smenv-probe-src" in log.read_text()
     assert not (tmp_path / "cache").exists() and our_containers(docker_engine) == before
+
+
+@pytest.mark.docker
+def test_a_tf25_corpus_model_builds_with_its_sdists_and_loads(docker_engine, tmp_path):
+    """The proof end to end: TF 2.5.0 pins termcolor~=1.1.0 and wrapt~=1.12.1 (sdists only); on Python 3.9
+    (Debian bullseye) both are built in the sandbox and the model loads and answers."""
+    from conftest import CORPUS
+    from smenv import pipeline
+    from smenv.docker.base_image import build_base_image
+    from smenv.env.resolve import ResolveOptions
+
+    build_base_image(docker_engine, "3.9")
+    tag = "smenv-h5-sdist/tfrust-tf25:test"
+    try:
+        built = pipeline.build(pipeline.ModelInput(CORPUS / "tfrust-regression-savedmodel"), None, ResolveOptions(),
+                               engine=docker_engine, tag=tag)
+        assert built.verdict.ok
+        assert built.verdict.result["tensorflow"] == "2.5.0" and built.verdict.result["python"].startswith("3.9")
+        assert set(built.generated.lock.sources) == {"termcolor", "wrapt"}
+    finally:
+        docker_engine.remove_image(tag, force=True)

@@ -66,7 +66,8 @@ def row(name: str, outcome: dict) -> str:
     env = plan.get("environment") or {}
     producer = model.get("tensorflow_version") or "?"
     chosen = env.get("tensorflow_version") or "?"
-    exact = "yes" if chosen == producer else "no"
+    # environment.exact_release names the model's own release when the plan had to move off it.
+    exact = f"no (its own: {env['exact_release']})" if env.get("exact_release") else "yes"
     verdict = result.get("verification") or {}
     if not verdict:
         status = "not built"
@@ -102,7 +103,8 @@ def main() -> int:
         f"{len(chosen)} models in {(time.monotonic() - started) / 60:.0f} min, on a machine "
         f"{'with' if os.environ.get('SMENV_BASE_REGISTRY') else 'without'} a registry: `smenv build MODEL --json` "
         "(plus `--code` for a fixture's custom-layer module), nothing else. \"exact\" says whether the TensorFlow "
-        "used is the release the model records.",
+        "used is the model's own release (a nightly or rc producer maps to its final release), or the nearest "
+        "release that loads it because its own cannot be built on this host.",
         "",
         "| model | producer | TensorFlow used | exact | Python | exit | verdict | time | what smenv said |",
         "|---|---|---|---|---|---|---|---|---|",

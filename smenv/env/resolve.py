@@ -27,6 +27,11 @@ from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, ModelFacts
 # Names under which TensorFlow itself can appear in a requirements file.
 TENSORFLOW_NAMES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "tf-nightly-cpu", "tensorflow-intel")
 
+# The HTTP server of the image's model server (smenv/runtime/serve; docs/serving.md says why waitress).
+# 1.3.1 is the oldest release the server is tested on (tests/test_serve_waitress_versions.py) and the
+# newest any cut-off in the release table leaves (2019), so the floor never empties a lock.
+SERVER_PACKAGE = "waitress"
+SERVER_REQUIREMENT = "waitress>=1.3.1"
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     b.exempt.append(tf_package.split("[")[0])
     _companions(facts, reqs, release, legacy_keras, b)
     _user_requirements(reqs, b)
+    _server(reqs, b)
     for extra in opts.extra_packages:
         b.packages.append(Package(extra, "smenv --fix", "added to repair a diagnosed load failure"))
         b.exempt.append(_name_of(extra))
@@ -464,6 +470,33 @@ def _user_requirements(reqs: Requirements, b: _Builder) -> None:
         b.packages.append(Package(r.text, f"requirements {r.where}"))
         if r.pinned_version() or r.url:
             b.exempt.append(r.name)
+
+
+def _server(reqs: Requirements, b: _Builder) -> None:
+    """waitress, for `python -m serve`: resolved with everything else, the user's own lines winning.
+
+    Exempt from the as-of cut-off: the server faces the network and its fixes are security fixes
+    (1.4.0 request smuggling, 3.0.1 CVE-2024-49768/49769), while the model never imports it, so a newer
+    one changes nothing the model computes. It has no dependencies in any release, so the exemption
+    cannot pull anything else past the cut-off.
+    """
+    theirs = [r for r in reqs.named(SERVER_PACKAGE) if not r.constraint]
+    if theirs:
+        # Their line is in the lock already (_user_requirements); ours only bounds it, so a pin older
+        # than the server supports is a conflict uv reports, not a silent swap.
+        b.constraints.append(SERVER_REQUIREMENT)
+        where = f"{theirs[0].where} asks for {theirs[0].text}"
+    else:
+        b.packages.append(Package(SERVER_REQUIREMENT, "smenv", "the HTTP server of the image's model server (python -m serve)"))
+        where = "added for the image's model server (python -m serve)"
+    b.exempt.append(SERVER_PACKAGE)
+    b.decide(
+        "server",
+        SERVER_REQUIREMENT,
+        f"{where}; exempt from the as-of date: it faces the network, its newer releases fix security issues "
+        "(request smuggling before 1.4.0, CVE-2024-49768/49769 before 3.0.1), the model never imports it, "
+        "and it has no dependencies",
+    )
 
 
 def _name_of(requirement: str) -> str:

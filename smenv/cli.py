@@ -335,6 +335,59 @@ def verify(
 
 
 @app.command()
+def serve(
+    target: Annotated[str, typer.Argument(help="A model to build and serve (as `smenv build`), or an image smenv built.", show_default=False)],
+    port: Annotated[int, typer.Option("--port", "-p", help="Serve on 127.0.0.1:PORT (the container listens on 8501).")] = 8501,
+    requirements: RequirementsOption = None,
+    code: CodeOption = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Leave the server running and print how to stop it.")] = False,
+    memory: SandboxMemory = "4g",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the model to load and warm up.")] = 600.0,
+) -> None:
+    """Run the model server of an smenv image here, and print a request for each protocol.
+
+    Given a model, builds its image first (as `smenv build --no-verify`). The container runs as in
+    production: its own command and user, read-only root filesystem, no capabilities; its port is
+    published on 127.0.0.1 only. In the foreground, the server's log follows until Ctrl-C, which stops
+    it with SIGTERM (in-flight requests drain) and removes the container.
+
+    **Examples**
+
+    `smenv serve examples/half_plus_two` · `smenv serve smenv/half_plus_two:48de97e857aa --port 9000 --detach`
+    """
+    from smenv import serve_locally
+    from smenv.docker.engine import Sandbox, connect
+
+    with _handled(False):
+        engine = connect()
+        image = target
+        if Path(target).exists():
+            from smenv import pipeline
+            from smenv.env.resolve import ResolveOptions
+
+            with console.progress() as progress:
+                built = pipeline.build(pipeline.ModelInput(Path(target)), requirements, ResolveOptions(),
+                                       code=tuple(code or ()), verify=False, engine=engine, progress=progress)
+            image = built.image
+            console.out.print(f"Image {image} ({built.image_id[:19]})")
+        with console.progress() as progress:
+            running = serve_locally.start(engine, image, port, Sandbox(memory=memory, timeout_s=timeout), progress)
+        console.show_serving(running, detach)
+        if detach:
+            return
+        try:
+            for chunk in running.service.container.logs(stream=True, follow=True):
+                console.err.print(chunk.decode("utf-8", "replace"), end="", markup=False, highlight=False)
+            console.out.print(f"The server stopped: exit {running.service.state().get('ExitCode')}")
+        except KeyboardInterrupt:
+            console.err.print("smenv: stopping (SIGTERM: in-flight requests drain)")
+            code_after = running.service.stop()
+            console.err.print(f"smenv: stopped, exit {code_after}; container removed")
+        finally:
+            running.service.remove()
+
+
+@app.command()
 def base(
     python: Annotated[str, typer.Option("--python", help="Python version: 3.9 (bullseye), 3.11 (bookworm) or 3.13 (trixie).")] = "3.11",
     tag: Annotated[Optional[str], typer.Option("--tag", help="Tag for the image (default: python:X.Y-slim-<debian>, the name generated Dockerfiles use).")] = None,

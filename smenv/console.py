@@ -196,6 +196,41 @@ def show_built(built: "Built") -> None:
         out.print(Text(f"Pushed {built.image}" + (f"@{built.pushed_digest}" if built.pushed_digest else ""), style="bold green"))
 
 
+def show_serving(running, detached: bool) -> None:
+    """`smenv serve`: where the server is, and a request per protocol, ready to paste."""
+    out.print(Text(f"Serving {running.model_name} from {running.image} on {running.url} "
+                   f"(ready in {running.ready_seconds} s)", style="bold green"))
+    for what, curl in running.requests:
+        out.print(Text(f"  {what}:"))
+        out.print(Text(f"    {curl}"), soft_wrap=True)
+    out.print(Text(f"  Status: curl {running.url}/v1/models/{running.model_name} · metrics: {running.url}/metrics · "
+                   f"API: {running.url}/openapi.json"), soft_wrap=True)
+    if detached:
+        out.print(Text(f"  Running as {running.container}; stop it with: docker stop {running.container} && docker rm {running.container}"),
+                  soft_wrap=True)
+    else:
+        out.print(Text("  Ctrl-C stops it (SIGTERM: in-flight requests drain) and removes the container.", style="dim"))
+
+
+def show_served(serve) -> None:
+    """The image run as deployed (smenv/verify/serving.py). The probe's result comes from inside the
+    image, so every field is read as possibly missing or of another type."""
+    result = serve.result if isinstance(serve.result, dict) else {}
+    outputs = result.get("outputs") if isinstance(result.get("outputs"), list) else []
+    outs = ", ".join(f"{o.get('name')} {o.get('shape')}" for o in outputs if isinstance(o, dict))
+    name, signature = result.get("model_name", "?"), result.get("signature", "?")
+    out.print(Text(f"  served: ready in {serve.ready_seconds} s (its own command, read-only, no network)"))
+    if result.get("not_checked"):
+        out.print(Text(f"  served: POST /v1/models/{name}:predict not checked: {result['not_checked']}", style="yellow"),
+                  soft_wrap=True)
+    else:
+        out.print(Text(f"  served: POST /v1/models/{name}:predict ({signature}) -> {outs} in {result.get('seconds')} s"),
+                  soft_wrap=True)
+    v2 = "ready" if result.get("v2_ready") else "not ready"
+    out.print(Text(f"  served: Open Inference Protocol v2 model {v2}; SIGTERM drained, exit {serve.stop_exit_code} "
+                   f"in {serve.stop_seconds} s"))
+
+
 def show_verdict(verdict: "Verdict") -> None:
     result = verdict.result or {}
     if verdict.ok:
@@ -224,8 +259,16 @@ def show_verdict(verdict: "Verdict") -> None:
             out.print(Text(f"  To check it: {advice}", style="yellow"), soft_wrap=True)
         if "gpus" in result:
             out.print(Text(f"  GPUs seen: {', '.join(result['gpus']) or 'none'}"))
+        if verdict.serve is not None:
+            show_served(verdict.serve)
         return
     d = verdict.diagnosis
+    if d is None and verdict.serve is not None and not verdict.serve.ok:
+        out.print(Text(f"FAILED: the model loads, but {verdict.image} does not serve it as deployed", style="bold red"))
+        out.print(Text(f"  Why: {verdict.serve.error}"), soft_wrap=True)
+        for line in verdict.serve.logs_tail[-5:]:
+            out.print(Text(f"  | {line}", style="dim"), soft_wrap=True)
+        return
     out.print(Text(f"FAILED: the model does not load in {verdict.image}", style="bold red"))
     if d is not None:
         out.print(Text(f"  Why: {d.summary}"), soft_wrap=True)

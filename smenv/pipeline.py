@@ -20,7 +20,7 @@ from smenv.model.facts import ModelFacts
 from smenv.model.inspect import inspect_model
 from smenv.model.load_risks import foresee
 from smenv.render.context import ContextError, ContextFiles, write_context
-from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile
+from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile, serving_name
 
 if TYPE_CHECKING:
     from smenv.docker.engine import ImageInfo, Sandbox
@@ -152,6 +152,7 @@ def _plan_json(facts: ModelFacts, env_plan: EnvironmentPlan, the_lock: Lock | No
         "image": {
             "model_path": model_path,
             "uid": UID,
+            "model_name": serving_name(facts),  # the served name (python -m serve; MODEL_NAME overrides)
             "code": [c.name for c in code],
             # Companion packages register their ops on import; the verifier imports them before loading.
             "imports": companion_imports(the_lock.packages if the_lock else {}),
@@ -500,20 +501,22 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
     --code, and the config the Dockerfile's stage 2 gives. Only the new layer is sent to the engine."""
     import json
     import time
-    from importlib import resources
 
     from smenv.docker.assemble import Archive, ImageSpec, ImageToLoad, docker_archive, image_config
     from smenv.docker import model_layers
     from smenv.docker.layers import Entry, tree_entries
+    from smenv.render import runtime_files
     from smenv.render.dockerfile import CMD, CODE_DIR, HOME, image_labels, runtime_env
 
     started = time.monotonic()
     root = Path(generated.facts.model_root)
     plan_text = json.dumps(generated.plan_json, indent=2, sort_keys=True) + "\n"
-    verifier = resources.files("smenv.runtime").joinpath("verify.py").read_bytes()
+    serve_dir = f"opt/smenv/{runtime_files.SERVE_PACKAGE}"
     entries = [
         Entry(HOME, uid=UID),
-        Entry("opt/smenv/verify.py", data=verifier),
+        Entry("opt/smenv/verify.py", data=runtime_files.verifier()),
+        Entry(serve_dir),
+        *(Entry(f"{serve_dir}/{name}", data=data) for name, data in runtime_files.server_files()),
         Entry("opt/smenv/smenv.json", data=plan_text.encode()),
         *tree_entries(root, MODEL_DIR if root.is_dir() else f"{MODEL_DIR}/{root.name}"),
     ]
@@ -525,7 +528,8 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
     spec = ImageSpec(
         env=tuple(runtime_env(generated.plan, bool(job.code))), user=f"{UID}:{UID}", workdir=HOME, cmd=CMD,
         labels=image_labels(generated.facts, generated.plan, generated.lock, generated.base.image),
-        created=_created(generated),
+        created=_created(generated), healthcheck=runtime_files.healthcheck_config(),
+        exposed_ports=(f"{runtime_files.PORT}/tcp",),
     )
     installed = deps.info.diff_ids[len(deps.base.diff_ids):]
     config = image_config(deps.base.config, deps.base.diff_ids,
@@ -607,9 +611,16 @@ def build_runtime_image(engine: ContainerEngine, generated: Generated, job: Buil
 
 def verify_built_image(engine: ContainerEngine, tag: str, sandbox: Sandbox, progress: Progress,
                        sample_input: Path | None = None) -> Verdict:
+    """Load the model and call each signature (the verifier), then, if it loads, run the image as deployed
+    and call it through its served API (verify/serving.py). A load failure keeps the verifier's diagnosis."""
+    from smenv.verify import serving
     from smenv.verify.runner import verify_image
 
-    return verify_image(engine, tag, sandbox, sample_input=sample_input, progress=progress)
+    verdict = verify_image(engine, tag, sandbox, sample_input=sample_input, progress=progress)
+    if not verdict.ok:
+        return verdict
+    served = serving.check_serving(engine, tag, sandbox, sample_input, progress)
+    return replace(verdict, ok=served.ok, serve=served)
 
 
 def fix_packages(verdict: Verdict | None) -> tuple[str, ...]:

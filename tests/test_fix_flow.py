@@ -18,12 +18,13 @@ import pytest
 
 from conftest import FIXTURES
 from smenv import pipeline
-from smenv.docker.engine import BuildResult, Engine, ImageInfo, Sandbox, SandboxRun
+from smenv.docker.engine import BuildResult, Engine, ImageInfo, Sandbox, SandboxRun, Service
 from smenv.docker.interface import ContainerEngine
 from smenv.docker.layers import Layer
 from smenv.env.resolve import ResolveOptions
 from smenv.verify.diagnose import Diagnosis
 from smenv.verify.runner import Verdict
+from smenv.verify.serving import ServeCheck
 
 
 class FakeEngine:
@@ -113,6 +114,10 @@ class FakeEngine:
                                  take: str, take_limit: int = 256 << 20) -> tuple[SandboxRun, bytes | None]:
         raise NotImplementedError("no source builds in the --fix flow")
 
+    def start_service(self, image: str, sandbox: Sandbox, env: Sequence[tuple[str, str]] = (), publish: int | None = None,
+                      name: str | None = None) -> Service:
+        raise NotImplementedError("the serving check is faked at check_serving (the verdicts fixture)")
+
 
 def protocol_methods() -> list[str]:
     return [name for name, value in vars(ContainerEngine).items() if inspect.isfunction(value) and not name.startswith("_")]
@@ -156,6 +161,7 @@ def verdicts(monkeypatch):
         return answers[len(calls) - 1]
 
     monkeypatch.setattr("smenv.verify.runner.verify_image", fake_verify)
+    monkeypatch.setattr("smenv.verify.serving.check_serving", lambda *args, **kwargs: ServeCheck(True, 1.0, {"ok": True}, 0, 0.5))
     return calls
 
 

@@ -30,6 +30,7 @@ class ImageSpec:
     labels: Mapping[str, str]
     created: str  # ISO 8601 UTC, fixed by the inputs (never the time of the build)
     healthcheck: Mapping | None = None
+    exposed_ports: tuple[str, ...] = ()  # "8501/tcp", as EXPOSE 8501 records it
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,10 @@ def image_config(base_config: Mapping, base_diff_ids: Sequence[str], new_layers:
     }
     if spec.healthcheck:
         config["Healthcheck"] = dict(spec.healthcheck)
-    if base_config.get("ExposedPorts"):
-        config["ExposedPorts"] = base_config["ExposedPorts"]
+    ports = dict(base_config.get("ExposedPorts") or {})
+    ports.update({port: {} for port in spec.exposed_ports})
+    if ports:
+        config["ExposedPorts"] = dict(sorted(ports.items()))
     diff_ids = tuple(base_diff_ids) + tuple(d for d, _ in new_layers)
     history = [{"created": spec.created, "created_by": "base image layer", "comment": "smenv"} for _ in base_diff_ids]
     history += [{"created": spec.created, "created_by": what, "comment": "smenv"} for _, what in new_layers]

@@ -92,6 +92,47 @@ class SandboxRun:
     seconds: float
 
 
+class Service:
+    """A container running the image's own command (Engine.start_service); removed on leaving `with`."""
+
+    def __init__(self, engine: Engine, container):
+        self.engine, self.container = engine, container
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def exec(self, command: Sequence[str]) -> tuple[int, str]:
+        """`docker exec` as the container's user: (exit code, stdout and stderr)."""
+        with self.engine._calls("docker exec"):
+            code, output = self.container.exec_run(list(command), demux=False)
+        return int(code if code is not None else -1), (output or b"").decode("utf-8", "replace")
+
+    def state(self) -> dict:
+        """The container's State: Running, ExitCode, OOMKilled, Health."""
+        with self.engine._calls("docker inspect"):
+            self.container.reload()
+        return self.container.attrs.get("State") or {}
+
+    def logs(self) -> str:
+        with self.engine._calls("docker logs"):
+            return self.container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+
+    def stop(self, timeout: int = 10) -> int | None:
+        """`docker stop`: SIGTERM, then SIGKILL after `timeout` s; the exit code."""
+        with self.engine._calls("docker stop"):
+            self.container.stop(timeout=timeout)
+            return self.container.wait(timeout=timeout + 5).get("StatusCode")
+
+    def remove(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except docker.errors.DockerException:
+            pass
+
+
 @dataclass(frozen=True)
 class RunResult:
     exit_code: int
@@ -610,6 +651,43 @@ class Engine:
                     container.remove(force=True)
                 except docker.errors.DockerException:
                     pass
+
+    def start_service(self, image: str, sandbox: Sandbox, env: Sequence[tuple[str, str]] = (), publish: int | None = None,
+                      name: str | None = None) -> Service:
+        """Start the image's own command as production runs it, detached: its own user (non-root), a
+        read-only root with a tmpfs /tmp only, no capabilities, no-new-privileges, memory and PID limits,
+        and no network at all (`--network none`: the check talks to it with `docker exec` from inside,
+        so no port is published and nothing it does can leave the container). Stop and remove it with
+        the Service (a context manager). `publish`: instead, the default network with the server's port
+        published on 127.0.0.1:publish only (`smenv serve`); `name`: the container's name."""
+        from docker.types import Mount
+
+        from smenv.render.runtime_files import PORT
+
+        network = {"ports": {f"{PORT}/tcp": ("127.0.0.1", publish)}} if publish else {"network_mode": "none"}
+        kwargs = dict(
+            **network,
+            name=name,
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=sandbox.memory,
+            memswap_limit=sandbox.memory,
+            pids_limit=sandbox.pids,
+            tmpfs={"/tmp": "rw,size=256m"},
+            labels={THROWAWAY_LABEL: "1"},
+            environment=[f"{k}={v}" for k, v in env],
+            mounts=[Mount(target=c, source=h, type="bind", read_only=True) for h, c in sandbox.mounts],
+        )
+        with self._calls(f"docker run {image}"):
+            container = self.client.containers.create(image, **kwargs)
+            service = Service(self, container)
+            try:
+                container.start()
+            except BaseException:
+                service.remove()
+                raise
+        return service
 
     # -- errors ---------------------------------------------------------------------------------------
 

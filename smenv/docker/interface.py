@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from smenv.docker.engine import BuildResult, ImageInfo, Sandbox, SandboxRun
+    from smenv.docker.engine import BuildResult, ImageInfo, Sandbox, SandboxRun, Service
     from smenv.docker.layers import Layer
 
 
@@ -51,6 +51,12 @@ class ContainerEngine(Protocol):
     def run_sandboxed_with_files(self, image: str, command: Sequence[str], sandbox: Sandbox, files: Iterable[bytes],
                                  take: str, take_limit: int = 256 << 20) -> tuple[SandboxRun, bytes | None]:
         """run_sandboxed with `files` (a tar stream) put in first and the directory `take` handed back as a tar."""
+        ...
+
+    def start_service(self, image: str, sandbox: Sandbox, env: Sequence[tuple[str, str]] = (), publish: int | None = None,
+                      name: str | None = None) -> Service:
+        """Start the image's own command, detached, hardened as production runs it: no network, or with
+        `publish` its port on 127.0.0.1 only."""
         ...
 
     def install_layer(

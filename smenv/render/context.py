@@ -13,10 +13,10 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from smenv.errors import ContextError, UnsafeModel
+from smenv.render import runtime_files
 
 MARKER = "smenv.json"  # a directory holding this file is an smenv build context and may be replaced
 
@@ -81,7 +81,12 @@ def write_context(out: Path, files: ContextFiles) -> Path:
         payload.mkdir()
         os.chmod(payload, 0o755)
         _write_text(payload / MARKER, plan_text)
-        _write_text(tmp / "verify.py", resources.files("smenv.runtime").joinpath("verify.py").read_text(encoding="utf-8"))
+        _write_text(tmp / "verify.py", runtime_files.verifier().decode("utf-8"))
+        serve = tmp / runtime_files.SERVE_PACKAGE
+        serve.mkdir()
+        os.chmod(serve, 0o755)
+        for name, data in runtime_files.server_files():
+            _write_text(serve / name, data.decode("utf-8"))
         _write_text(tmp / ".dockerignore", "# written by smenv: send everything in this context\n")
         model_dest = payload / "model"
         if files.model_root.is_dir():

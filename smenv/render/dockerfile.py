@@ -12,6 +12,7 @@ import smenv
 from smenv.env.lock import Lock
 from smenv.env.plan import EnvironmentPlan
 from smenv.model.facts import ModelFacts
+from smenv.render import runtime_files
 
 UID = 10001  # an unprivileged user that exists in no base image, so it owns nothing by accident
 MODEL_DIR = "/opt/smenv/model"
@@ -35,7 +36,7 @@ def _environment() -> jinja2.Environment:
 
 VENV = "/opt/venv"
 HOME = "/home/smenv"
-CMD = ("python", "/opt/smenv/verify.py")
+CMD = runtime_files.CMD  # the model server; the verifier runs with its own command (smenv/verify/runner.py)
 CODE_DIR = "/opt/smenv/code"
 # pip's settings while installing: no cache in the image, no questions, no version check.
 INSTALL_ENV = (("PIP_NO_CACHE_DIR", "1"), ("PIP_DISABLE_PIP_VERSION_CHECK", "1"), ("PIP_NO_INPUT", "1"))
@@ -73,9 +74,19 @@ def runtime_env(plan: EnvironmentPlan, has_code: bool) -> list[tuple[str, str]]:
         ("PYTHONUNBUFFERED", "1"),
         *plan.env,
     ]
-    if has_code:
-        env.append(("PYTHONPATH", CODE_DIR))  # user modules (--code) on the import path
+    # /opt/smenv for `python -m serve` (and the verifier's own module); user modules (--code) after it.
+    env.append(("PYTHONPATH", f"{runtime_files.RUNTIME_DIR}:{CODE_DIR}" if has_code else runtime_files.RUNTIME_DIR))
     return env
+
+
+def serving_name(facts: ModelFacts) -> str:
+    """The model's name in the served URLs (/v1/models/NAME, /v2/models/NAME) and the image's label:
+    the path's last part, a model file's suffix dropped, reduced to characters a URL path keeps as they are."""
+    import re
+
+    path = Path(facts.path).resolve()
+    name = path.stem if path.suffix.lower() in (".keras", ".h5", ".hdf5") else path.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
 
 
 def image_labels(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, base_image: str) -> dict[str, str]:
@@ -92,6 +103,7 @@ def image_labels(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, base_imag
         "org.smenv.python.version": lock.python,
         "org.smenv.device": plan.device,
         "org.smenv.model.format": facts.format,
+        "org.smenv.model.name": serving_name(facts),
         "org.smenv.model.digest": facts.digest,
         "org.smenv.lock.digest": lock.digest,
     }
@@ -120,6 +132,10 @@ def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, b
         uid=UID,
         home=HOME,
         cmd=list(CMD),
+        port=runtime_files.PORT,
+        probe=list(runtime_files.PROBE),
+        health=dict(interval=runtime_files.HEALTH_INTERVAL_S, timeout=runtime_files.HEALTH_TIMEOUT_S,
+                    start=runtime_files.HEALTH_START_S, retries=runtime_files.HEALTH_RETRIES),
         code=has_code,
         code_dir=CODE_DIR,
         labels=image_labels(facts, plan, lock, base_image),

@@ -22,8 +22,10 @@ from smenv.runtime.verify import RESULT_PREFIX
 from smenv.verify.diagnose import Diagnosis, diagnose
 from smenv.verify.inputs import NotChecked, check_sample_names, review_calls
 from smenv.verify.sample import check_sample_input
+from smenv.verify.serving import ServeCheck
 
 PLAN_IN_IMAGE = "/opt/smenv/smenv.json"
+SERVE_FAILED = 32  # the model loads, but the image's own command does not serve it (smenv/verify/serving.py)
 OVERRIDE_DIR = "/opt/smenv/override"
 
 
@@ -43,10 +45,15 @@ class Verdict:
     oom_killed: bool = False
     logs_tail: tuple[str, ...] = field(default=())
     not_checked: tuple[NotChecked, ...] = ()  # signatures the model rejected made-up input for (smenv/verify/inputs.py)
+    serve: ServeCheck | None = None  # the image run as deployed (smenv build); None when not checked
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else (self.diagnosis.exit_code if self.diagnosis else 30)
+        if self.ok:
+            return 0
+        if self.diagnosis:
+            return self.diagnosis.exit_code
+        return SERVE_FAILED if self.serve is not None and not self.serve.ok else 30
 
     def to_json(self) -> dict:
         return {
@@ -59,6 +66,8 @@ class Verdict:
             "timed_out": self.timed_out,
             "oom_killed": self.oom_killed,
             "not_checked": [n.to_json() for n in self.not_checked],
+            "load": {"ok": bool(self.result and self.result.get("ok")), "container_seconds": self.seconds},
+            "serve": self.serve.to_json() if self.serve else None,
         }
 
 

@@ -8,6 +8,7 @@ The core never prints or exits: it raises one of these with a one-line message, 
   3 model not found       7 requirements.txt error   11 image build failed
   4 invalid model         8 environment cannot be resolved, locked or downloaded
   20-31 the image built but the model does not load (see smenv.verify.diagnose.KINDS)
+  32 the model loads, but the image's own command does not serve it (smenv.verify.serving)
   130 interrupted
 """
 

@@ -149,6 +149,11 @@ def test_the_generated_dockerfile_builds_the_same_files(first, docker_engine, tm
             assert len(ours) > 0
             differ = sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
             assert not differ, f"{path}: {len(differ)} entries differ, e.g. {differ[:5]}"
+        # And the same settings: how it runs, serves, is health-checked and labelled.
+        keys = ("Cmd", "Entrypoint", "Env", "ExposedPorts", "Healthcheck", "Labels", "User", "WorkingDir")
+        ours, theirs = docker_engine.image_info(first.image).config, docker_engine.image_info(tag).config
+        assert {k: ours.get(k) for k in keys} == {k: theirs.get(k) for k in keys}
+        assert ours["Cmd"] == ["python", "-m", "serve"] and ours["ExposedPorts"] == {"8501/tcp": {}}
     finally:
         docker_engine.remove_image(tag, force=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 from smenv.docker.assemble import Archive, ImageSpec, ImageToLoad, docker_archive, image_config
@@ -76,11 +77,15 @@ def test_an_image_config_is_fixed_by_its_inputs_and_the_archive_lists_every_laye
     spec = ImageSpec(env=(("PATH", "/opt/venv/bin:/usr/bin"), ("HOME", "/home/smenv")), user="10001:10001",
                      workdir="/home/smenv", cmd=("python", "/opt/smenv/verify.py"), labels={"b": "2", "a": "1"},
                      created="2024-03-08T23:59:59Z")
-    base = {"Env": ["PATH=/usr/bin", "LANG=C.UTF-8"]}
+    base = {"Env": ["PATH=/usr/bin", "LANG=C.UTF-8"], "Labels": {"a": "base", "c": "base"}}
     one = image_config(base, ("sha256:" + "1" * 64,), [(layer.diff_id, "smenv: model")], spec, "amd64", "linux")
     two = image_config(base, ("sha256:" + "1" * 64,), [(layer.diff_id, "smenv: model")], spec, "amd64", "linux")
     assert one == two and one.image_id.startswith("sha256:")
     assert b'"Env":["PATH=/opt/venv/bin:/usr/bin","LANG=C.UTF-8","HOME=/home/smenv"]' in one.data  # ENV semantics
+    assert b'"Labels":{"a":"1","b":"2","c":"base"}' in one.data  # LABEL semantics: the base's, ours over them
+    served = image_config(base, (), [], replace(spec, exposed_ports=("8501/tcp",), healthcheck={"Test": ["CMD", "true"]}),
+                          "amd64", "linux")
+    assert b'"ExposedPorts":{"8501/tcp":{}}' in served.data and b'"Healthcheck":{"Test":["CMD","true"]}' in served.data
     stream = b"".join(docker_archive(Archive((ImageToLoad(one, ("smenv/x:1",)),), {layer.diff_id: layer.path})))
     with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
         names = tar.getnames()

@@ -67,7 +67,9 @@ def image_config(base_config: Mapping, base_diff_ids: Sequence[str], new_layers:
         "User": spec.user,
         "WorkingDir": spec.workdir,
         "Cmd": list(spec.cmd),
-        "Labels": dict(sorted(spec.labels.items())),
+        # The base's labels, then ours over them, as a Dockerfile's LABEL lines inherit them (the base
+        # image's org.smenv.base.* were missing from assembled images, found by comparing configs).
+        "Labels": dict(sorted({**(base_config.get("Labels") or {}), **spec.labels}.items())),
     }
     if spec.healthcheck:
         config["Healthcheck"] = dict(spec.healthcheck)

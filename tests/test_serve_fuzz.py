@@ -39,8 +39,16 @@ def _st() -> str:
     return found
 
 
+# Refusals of schema-violating requests. schemathesis's own list lacks 413: a request that violates the
+# schema AND exceeds the body limit is rightly refused as too large before it is read (ST201 on a
+# 1.3 MB generated body, found by a run on a loaded machine that got further in the same 60 s).
+REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+
+
 def test_schemathesis_finds_nothing_wrong(server, tmp_path):
-    cmd = [_st(), "run", server.url + "/openapi.json",
+    config = tmp_path / "schemathesis.toml"
+    config.write_text("[checks.negative_data_rejection]\nexpected-statuses = [%s]\n" % ", ".join('"%s"' % s for s in REJECTIONS))
+    cmd = [_st(), "--config-file", str(config), "run", server.url + "/openapi.json",
            "--checks", "all", "--exclude-checks", "positive_data_acceptance",
            "--max-examples", "60", "--request-timeout", "10", "--max-response-time", "5",
            "--continue-on-failure", "--seed", SEED, "--workers", "2", "--report-dir", str(tmp_path)]

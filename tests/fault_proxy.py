@@ -9,7 +9,10 @@ responses as raw bytes, and never has to parse them. Go's clients (the engine pu
 A `Rule` matches requests by method and a regular expression on the path, and does one of:
   - `status`: answer that HTTP status itself (the request body is read and dropped);
   - `cut_after`: forward the head and that many bytes of the body, then close both sides with no answer
-    (a peer that went away mid-upload); `cut_after=0` cuts as soon as the request arrives.
+    (a peer that went away mid-upload); `cut_after=0` cuts as soon as the request arrives;
+  - `hang`: read the request and never answer (until the proxy stops): a peer that stopped responding;
+  - `cut_answer_after`: pass the request, and close both sides after that many bytes of the answer
+    (a streamed answer, such as a push's progress, cut off).
 Rules are checked in order; `after` lets that many matching requests through before it fires, and `times`
 limits how often it fires (None: always). `hits` records, per
 rule, the requests it fired on, so a test can assert that its fault really happened.
@@ -31,6 +34,8 @@ class Rule:
     path: str  # regular expression, searched in the request path
     status: int | None = None
     cut_after: int | None = None
+    hang: bool = False
+    cut_answer_after: int | None = None  # pass the request, then close both sides after this many answer bytes
     times: int | None = None
     after: int = 0  # let this many matching requests through first
     hits: list[str] = field(default_factory=list)
@@ -59,6 +64,7 @@ class FaultProxy:
         self.requests: list[str] = []  # "METHOD PATH" of every request seen, in order
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self._stopping = threading.Event()
         if listen is None:
             self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self._server.bind(("127.0.0.1", 0))
@@ -79,6 +85,7 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stopping.set()
         self._server.close()
         with self._lock:
             for s in list(self._open):
@@ -123,6 +130,10 @@ class FaultProxy:
                 rule = next((r for r in self.rules if r.matches(method, path)), None)
                 if rule is not None:
                     rule.hits.append(f"{method} {path}")
+            if rule is not None and rule.hang:
+                _drain_body(reader, lines)
+                self._stopping.wait()
+                return
             if rule is not None and rule.status is not None:
                 _drain_body(reader, lines)
                 body = f"fault injected by the test proxy: {rule.status}\n".encode()
@@ -136,7 +147,8 @@ class FaultProxy:
             self._track(upstream)
             kept = [line for line in lines[1:] if not line.lower().startswith(b"connection:")]
             upstream.sendall(b"\r\n".join([lines[0], *kept, b"Connection: close", b"", b""]))
-            back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+            answer_limit = rule.cut_answer_after if rule is not None else None
+            back = threading.Thread(target=_pump, args=(upstream, client, answer_limit), daemon=True)
             back.start()
             limit = rule.cut_after if rule is not None else None
             if not _forward_body(reader, upstream, lines, limit):
@@ -234,13 +246,20 @@ def _forward_body(reader, upstream: socket.socket, lines: list[bytes], limit: in
     return True
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
+def _pump(src: socket.socket, dst: socket.socket, limit: int | None = None) -> None:
+    sent = 0
     try:
         while True:
             data = src.recv(1 << 16)
             if not data:
                 break
+            if limit is not None and sent + len(data) >= limit:
+                dst.sendall(data[: limit - sent])
+                _close(dst)
+                _close(src)
+                return
             dst.sendall(data)
+            sent += len(data)
     except OSError:
         pass
     finally:

@@ -21,7 +21,7 @@ import pytest
 from fault_proxy import FaultProxy, Rule
 from smenv.docker.engine import DEFAULT_HOST, THROWAWAY_LABEL
 from test_faults import MODEL, assert_no_private_temp, error_lines, remove_quietly, run_smenv, smenv_env, unique
-from test_faults_registry import fresh_model, tiny_setup  # noqa: F401 (a fixture)
+from test_faults_registry import fresh_model, registry, tiny_setup  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.docker
 ENGINE_SOCKET = DEFAULT_HOST.removeprefix("unix://")
@@ -116,5 +116,27 @@ def test_engine_gone_for_good_from_any_request_on(docker_engine, engine_proxy, t
             assert_no_private_temp(env)
         assert len(seen) >= 3, (requests, seen)  # ping, image inspections, the load: each said
         print("\n".join(f"{n}: {r}" for n, r in enumerate(requests)), "\n", "\n".join(seen))
+    finally:
+        remove_quietly(docker_engine, tag)
+
+
+def test_engine_lost_in_the_middle_of_a_push(docker_engine, engine_proxy, registry, tiny_setup, tmp_path):  # noqa: F811
+    """The push's progress stream cut after its first lines (urllib3's own ProtocolError escaped the SDK
+    here: an internal error, exit 1, before)."""
+    proxy, _, logins = registry
+    proxy.rules = []
+    base_tag, _, _ = tiny_setup
+    rule = Rule("POST", r"/images/.+/push", cut_answer_after=300)
+    engine_proxy.rules = [rule]
+    tag = f"{proxy.host}/smenv-h4/lost-push:{unique()}"
+    env = smenv_env(tmp_path, DOCKER_HOST=f"unix://{engine_proxy.listen}", DOCKER_CONFIG=str(logins["good"][0]))
+    try:
+        proc = run_smenv(["build", str(fresh_model(tmp_path)), "--base-image", base_tag, "--no-verify",
+                          "--tag", tag, "--push"], env, timeout=300)
+        assert rule.hits, engine_proxy.requests
+        line = lost_line(proc, engine_proxy)
+        assert line.startswith(f"smenv: error: docker push {tag}: lost the connection to the Docker engine"), line
+        assert docker_engine.image_exists(tag)  # built and kept
+        assert_no_private_temp(env)
     finally:
         remove_quietly(docker_engine, tag)

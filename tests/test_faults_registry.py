@@ -176,6 +176,36 @@ def test_push_to_a_registry_gone_mid_upload_is_exit_12(docker_engine, registry, 
         remove_quietly(docker_engine, tag)
 
 
+def test_a_registry_that_stops_answering_is_a_registry_error_at_the_time_limit(
+    docker_engine, registry, tiny_setup, monkeypatch
+):
+    """The manifest PUT is never answered: the engine waits on the registry and sends nothing, so the call
+    times out on smenv's side. That is exit 12 naming the registry (it was 'lost the Docker engine', exit 6).
+    Through the Engine with an 8 s limit, to keep the test short; the CLI's limit is CALL_TIMEOUT."""
+    from smenv.docker.engine import connect
+    from smenv.errors import RegistryError
+
+    proxy, _, logins = registry
+    base_tag, _, _ = tiny_setup
+    rule = Rule("PUT", r"/manifests/", hang=True)
+    proxy.rules = [rule]
+    tag = f"{proxy.host}/smenv-h4/silent:{unique()}"
+    monkeypatch.setenv("DOCKER_CONFIG", str(logins["good"][0]))
+    engine = connect()
+    engine.client.api.timeout = 8
+    docker_engine.tag_image(base_tag, tag)
+    try:
+        with pytest.raises(RegistryError) as raised:
+            engine.push(tag)
+        assert rule.hits, proxy.requests
+        assert raised.value.exit_code == 12
+        assert raised.value.message.startswith(f"docker push {tag}: nothing from the registry {proxy.host} for 8 s")
+    finally:
+        proxy.rules = []
+        engine.close()
+        remove_quietly(docker_engine, tag)
+
+
 # -- --cache-registry: not fatal -------------------------------------------------------------------------
 
 

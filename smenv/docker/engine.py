@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 from docker.tls import TLSConfig
 from docker.utils import kwargs_from_env, parse_repository_tag
 
@@ -275,7 +276,7 @@ class Engine:
         """
         repository, version = parse_repository_tag(tag)
         digest = ""
-        with self._calls(f"docker push {tag}"):
+        with self._registry_calls(f"docker push {tag}", repository):
             for message in self.client.api.push(repository, tag=version or "latest", stream=True, decode=True):
                 detail = _stream_error(message)
                 if detail is not None:
@@ -313,7 +314,7 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         shown: dict[str, str] = {}
         threading.Thread(target=read, name=f"docker pull {ref}", daemon=True).start()
-        with self._calls(f"docker pull {ref}"):
+        with self._registry_calls(f"docker pull {ref}", repository):
             try:
                 while True:
                     try:
@@ -344,7 +345,7 @@ class Engine:
 
     def registry_has(self, ref: str) -> bool:
         """Whether the registry REF names holds that image (its manifest, asked through the engine)."""
-        with self._calls(f"docker manifest inspect {ref}"):
+        with self._registry_calls(f"docker manifest inspect {ref}", ref):
             try:
                 self.client.api.inspect_distribution(ref)
             except docker.errors.NotFound:
@@ -692,18 +693,40 @@ class Engine:
     # -- errors ---------------------------------------------------------------------------------------
 
     @contextmanager
+    def _registry_calls(self, what: str, repository: str) -> Iterator[None]:
+        """`_calls`, where a silence is the registry's: the engine waits on a registry that stopped answering
+        and sends nothing, so the read times out here. That is a registry failure (exit 12), not the engine's."""
+        with self._calls(what):
+            try:
+                yield
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError,
+                    urllib3.exceptions.ReadTimeoutError) as exc:
+                if not is_read_timeout(exc):
+                    raise
+                registry = repository.split("/", 1)[0] if "/" in repository else "docker.io"
+                raise RegistryError(
+                    f"{what}: nothing from the registry {registry} for {self.client.api.timeout:.0f} s "
+                    "(is it up and reachable from the Docker engine? then try again)"
+                ) from exc
+
+    @contextmanager
     def _calls(self, what: str) -> Iterator[None]:
         """Turn the SDK's exceptions into smenv's typed errors, one line each, naming the operation."""
         try:
             yield
         except docker.errors.APIError as exc:
             raise DockerError(f"{what}: {_one_line(exc.explanation or str(exc))}") from exc
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.ProtocolError) as exc:  # urllib3's own: a streamed answer (push, pull, save) cut off
+            if is_read_timeout(exc):  # over a unix socket a read timeout comes as a ConnectionError
+                waited = self.client.api.timeout
+                raise DockerError(f"{what}: no answer from the Docker engine within {waited:.0f} s") from exc
             raise DockerUnavailable(
                 f"{what}: lost the connection to the Docker engine at {self.endpoint.host} "
                 "(did the daemon stop or restart? run the command again once `docker info` answers)"
             ) from exc
-        except requests.exceptions.ReadTimeout as exc:
+        except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError) as exc:
+            # A streamed answer is read through urllib3 directly: its timeout is not wrapped by requests.
             waited = self.client.api.timeout
             raise DockerError(f"{what}: no answer from the Docker engine within {waited:.0f} s") from exc
         except docker.errors.DockerException as exc:
@@ -714,7 +737,8 @@ def is_read_timeout(exc: BaseException) -> bool:
     """Whether a failed wait ran out of time rather than lost its connection. Over a unix socket, requests
     reports a read timeout as a ConnectionError ("Read timed out."); a closed connection says otherwise
     ("Connection aborted", "RemoteDisconnected"), and must not be taken for a time limit."""
-    return isinstance(exc, requests.exceptions.ReadTimeout) or "read timed out" in str(exc).lower()
+    timeouts = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError)
+    return isinstance(exc, timeouts) or "read timed out" in str(exc).lower()
 
 
 def _current_context_name(config_dir: Path) -> str | None:

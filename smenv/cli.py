@@ -378,7 +378,7 @@ def serve(
         try:
             for chunk in running.service.container.logs(stream=True, follow=True):
                 console.err.print(chunk.decode("utf-8", "replace"), end="", markup=False, highlight=False)
-            console.out.print(f"The server stopped: exit {running.service.state().get('ExitCode')}")
+            console.out.print(serve_locally.stopped(running, memory))
         except KeyboardInterrupt:
             console.err.print("smenv: stopping (SIGTERM: in-flight requests drain)")
             code_after = running.service.stop()

@@ -32,6 +32,11 @@ class ServeFailed(SmenvError):
     kind = "serve_failed"
 
 
+class ServerOutOfMemory(SmenvError):
+    exit_code = 29  # as a verification killed at its memory limit (README, exit codes)
+    kind = "out_of_memory"
+
+
 @dataclass(frozen=True)
 class Running:
     service: Service
@@ -130,3 +135,20 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
     except (urllib.error.URLError, OSError):
         return 0, b""
+
+
+def stopped(running: Running, memory: str) -> str:
+    """What `smenv serve` says when the server stops on its own (its log has ended): a line for a clean
+    exit; an error for a container the kernel killed at its memory limit, or any other failure."""
+    state = running.service.state()
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        raise ServerOutOfMemory(
+            f"the server was killed at its memory limit ({memory}) while serving; raise --memory, or let it hold "
+            "less at once: SMENV_MAX_REQUEST_BYTES (largest body), SMENV_MODEL_THREADS and SMENV_MAX_QUEUE "
+            "(requests held together)", running.image)
+    if code not in (0, None):
+        tail = " | ".join(running.service.logs().strip().splitlines()[-3:])
+        raise ServeFailed(f"the server exited with code {code}: {tail}", running.image)
+    return f"The server stopped: exit {code}"
+

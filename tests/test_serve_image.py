@@ -161,6 +161,53 @@ def test_smenv_serve_prints_requests_that_work_when_pasted(built):
             subprocess.run(["docker", "rm", "-f", container], capture_output=True)
 
 
+def test_a_server_killed_for_memory_under_load_is_exit_29_and_leaves_nothing(built):
+    """`smenv serve` in the foreground, with a memory limit the model fits in but a burst of large requests
+    does not: the kernel kills the container, and smenv says so in one line (exit 29) and removes it."""
+    import threading
+
+    def serve_containers() -> set[str]:
+        return set(subprocess.run(["docker", "ps", "-aq", "--filter", "name=smenv-serve-", "--filter", f"ancestor={TAG}"],
+                                  capture_output=True, text=True, check=True).stdout.split())
+
+    before = serve_containers()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "smenv", "serve", TAG, "--port", str(port), "--memory", "900m"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + READY_WITHIN
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        body = ('{"instances": [' + ", ".join(["0.5"] * 3_000_000) + "]}").encode()  # 15 MB, under the 64 MB limit
+
+        def flood():
+            while proc.poll() is None:
+                try:
+                    requests.post(f"{url}/v1/models/half_plus_two:predict", data=body, timeout=60)
+                except requests.RequestException:
+                    time.sleep(0.2)
+
+        threads = [threading.Thread(target=flood, daemon=True) for _ in range(12)]
+        for t in threads:
+            t.start()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 29, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("smenv: error: ") and "killed at its memory limit (900m)" in last, err[-2000:]
+    assert serve_containers() <= before  # the killed container was removed
+
+
 def test_sigterm_drains_and_exits_0(server):
     """Last: it stops the module's server."""
     name, url, _ = server

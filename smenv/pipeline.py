@@ -94,6 +94,11 @@ def generate(
     progress("locking the environment")
     the_lock, notes = lock(env_plan, progress)
     notes = [*nearest, *_warnings(facts, code, the_lock.python), *notes]
+    if the_lock.sources and out is not None:
+        # The context's lock names these by their sdist's hash and its wheels/ cannot hold them: only
+        # `smenv build` builds them (in a sandbox) and installs them by the built wheel's hash.
+        notes.append(f"{', '.join(the_lock.sources)} must be built from source, which `smenv build` does in a sandbox: "
+                     "`docker build` of this context cannot install them")
     if not offline and _carries_credentials(env_plan.index.index_url, *env_plan.index.extra_index_urls):
         # An online Dockerfile would name the index in a RUN line, and `docker build` keeps RUN lines in
         # the image history: download on the host instead (tests/test_private_index.py).
@@ -397,6 +402,13 @@ def generate_for_build(job: BuildJob, progress: Progress) -> Generated:
         _refuse_credentials_online(job.requirements)
     generated = generate(job.model, job.requirements, job.options, None, code=job.code, offline=not job.online,
                          progress=progress)
+    if generated.lock.sources and (job.online or job.context_dir):
+        from smenv.errors import UsageError
+
+        raise UsageError(
+            f"{', '.join(generated.lock.sources)} exist(s) only as source and are built in a sandbox by `smenv build`: "
+            f"{'--online' if job.online else '--context'} cannot carry the built wheels yet; build without it"
+        )
     if job.online and generated.lock.direct:
         from smenv.errors import RequirementsError
 

@@ -221,3 +221,20 @@ def test_a_tf25_corpus_model_builds_with_its_sdists_and_loads(docker_engine, tmp
         assert set(built.generated.lock.sources) == {"termcolor", "wrapt"}
     finally:
         docker_engine.remove_image(tag, force=True)
+
+
+@pytest.mark.docker  # the engine is reached before the lock; nothing is built
+@pytest.mark.parametrize("flag", ["online", "context_dir"])
+def test_online_and_context_builds_refuse_source_packages_in_one_line(flag, docker_engine, tmp_path):
+    """Neither an --online install (from the index) nor a hand-built --context can hold the wheels built
+    in the sandbox: refused before anything is built, naming the packages (exit 2)."""
+    from conftest import CORPUS
+    from smenv import pipeline
+    from smenv.env.resolve import ResolveOptions
+    from smenv.errors import UsageError
+
+    kwargs = {"online": True} if flag == "online" else {"context_dir": tmp_path / "context"}
+    with pytest.raises(UsageError, match=r"^termcolor, wrapt exist\(s\) only as source .* build without it$") as info:
+        pipeline.build(pipeline.ModelInput(CORPUS / "tfrust-regression-savedmodel"), None, ResolveOptions(),
+                       engine=docker_engine, **kwargs)
+    assert info.value.exit_code == 2 and not (tmp_path / "context").exists()

@@ -173,7 +173,12 @@ def download_backend(python: str, cache: Path) -> list[Path]:
 
 def build_script(sdist_name: str) -> str:
     """The commands run in the sandbox: a venv with the backend, then pip wheel without the index."""
+    # SOURCE_DATE_EPOCH (1980-01-01, the zip format's first day): the wheel package then stamps every
+    # member with it, so two builds of one sdist give the same bytes. Two smenv runs building the same
+    # sdist at once (CI beside a user) replaced each other's cached wheel between hashing and install,
+    # and pip refused the install; with equal bytes that race is harmless.
     return " && ".join([
+        "export SOURCE_DATE_EPOCH=315532800 PYTHONHASHSEED=0",
         f"cd {WORK}",
         f"python3 -m venv {WORK}/venv",
         f"{WORK}/venv/bin/pip install --no-index --no-deps --no-cache-dir --disable-pip-version-check -q {WORK}/backend/*.whl",
@@ -251,6 +256,11 @@ def _store(archive: bytes, name: str, version: str, directory: Path) -> Path:
             if canonicalize_name(wname) == canonicalize_name(name) and str(wversion) == str(version):
                 directory.mkdir(parents=True, exist_ok=True)
                 target = directory / filename
+                if target.is_file():  # built meanwhile by another run: keep that file, its hash may be in use
+                    digest = _sha256(target)
+                    memo = directory / (filename + ".sha256")
+                    if memo.is_file() and memo.read_text().strip() == digest:
+                        return target
                 tmp = directory / (filename + ".part")
                 tmp.write_bytes(tar.extractfile(m).read())
                 os.replace(tmp, target)

@@ -269,3 +269,32 @@ def test_a_cache_registry_that_cannot_be_read_is_said_and_the_lock_is_installed(
     finally:
         proxy.rules = []
         remove_quietly(docker_engine, tag, base_tag)
+
+
+# -- a base image pull that fails or hangs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["silent", "missing"])
+def test_a_base_image_pull_that_hangs_or_finds_nothing_is_exit_10_in_one_line(docker_engine, registry, tmp_path, fault):
+    """A --base-image in a registry that never answers its manifest (the pull's time limit, SMENV_PULL_TIMEOUT,
+    cut to 5 s here) or does not have it: exit 10 naming the image and what was tried."""
+    proxy, _, logins = registry
+    rule = Rule("GET", r"/manifests/", hang=True) if fault == "silent" else None
+    proxy.rules = [rule] if rule else []
+    base = f"{proxy.host}/smenv-h4/no-base:{unique()}"
+    env = smenv_env(tmp_path, DOCKER_CONFIG=str(logins["good"][0]), SMENV_PULL_TIMEOUT="5")
+    try:
+        started = time.monotonic()
+        proc = run_smenv(["build", str(MODEL), "--base-image", base, "--no-verify",
+                          "--tag", f"smenv-h4-faults/no-base:{unique()}"], env, timeout=300)
+        assert rule is None or rule.hits, proxy.requests
+        assert proc.returncode == 10, proc.stderr[-3000:]
+        line = one_error(proc)
+        assert line.startswith(f"smenv: error: base image {base} cannot be obtained: "), line
+        words = "not finished within 5 s" if fault == "silent" else "is not in its registry"
+        assert words in line, line
+        assert time.monotonic() - started < 120
+        assert not docker_engine.image_exists(base)
+        assert_no_private_temp(env)
+    finally:
+        proxy.rules = []

@@ -128,7 +128,8 @@ def test_context_is_self_contained(tmp_path):
     assert plan["image"]["model_path"] == "/opt/smenv/model"
 
 
-def test_failure_leaves_no_directory(tmp_path):
+def test_failure_leaves_no_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # uv's explanation is logged there, not in ~
     bad = tmp_path / "requirements.txt"
     bad.write_text("numpy==1.26.4\nnumpy==1.24.0\n")  # unsatisfiable
     out = tmp_path / "ctx"

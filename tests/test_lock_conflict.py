@@ -104,3 +104,21 @@ def test_a_failure_conflict_py_cannot_read_is_clipped_not_a_wall():
     plain = lock_module._plainly(LockError(lock_module._explain(wall, "3.11"), (), wall), plan, "3.11")
     assert len(plain.message) == lock_module.MAX_MESSAGE and plain.message.endswith("…")
     assert plain.details == wall  # kept whole for --json and the log
+
+
+def test_two_lines_of_one_package_are_both_named():
+    """uv's "you require numpy==1.26.4 and numpy==1.24.0": the sentence named only the second line."""
+    from dataclasses import replace
+
+    from smenv.env.conflict import describe
+    from smenv.env.plan import Package
+
+    plan = resolve(inspect_model(MODEL), None, ResolveOptions())
+    plan = replace(plan, packages=plan.packages + (Package("numpy==1.26.4", "requirements requirements.txt:1"),
+                                                   Package("numpy==1.24.0", "requirements requirements.txt:2")))
+    uv_text = ("error: No solution found when resolving dependencies\n  cause: Because you require numpy==1.26.4 and "
+               "numpy==1.24.0, we can conclude that your requirements are unsatisfiable.\n")
+    assert describe(uv_text, plan, "3.11") == (
+        "no environment for Python 3.11: numpy==1.26.4 (requirements.txt:1) and numpy==1.24.0 (requirements.txt:2) "
+        "cannot be installed together (you require numpy==1.26.4 and numpy==1.24.0)"
+    )

@@ -30,8 +30,9 @@ def describe(uv_text: str, plan: EnvironmentPlan, python: str) -> str | None:
     text = " ".join(uv_text.split())
     requested = _requested(plan)
     mentioned = list(dict.fromkeys(
-        requested[name] for name in requested
+        entry for name, entries in requested.items()
         if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.I)
+        for entry in entries
     ))
     if not mentioned:
         return None
@@ -47,21 +48,22 @@ def describe(uv_text: str, plan: EnvironmentPlan, python: str) -> str | None:
     return sentence
 
 
-def _requested(plan: EnvironmentPlan) -> dict[str, tuple[str, str]]:
-    """canonical name -> (the requirement as given, where it came from), for every package the plan asks for."""
-    out: dict[str, tuple[str, str]] = {}
+def _requested(plan: EnvironmentPlan) -> dict[str, list[tuple[str, str]]]:
+    """canonical name -> [(the requirement as given, where it came from)], for every package the plan asks
+    for (a name can come from two lines: `numpy==1.26.4` and `numpy==1.24.0`)."""
+    out: dict[str, list[tuple[str, str]]] = {}
     for package in plan.packages:
         name = _canon(package.requirement)
         if not name:
             continue
-        out[name] = (package.requirement, _origin(package.origin, name, plan))
+        out.setdefault(name, []).append((package.requirement, _origin(package.origin, name, plan)))
         if name == canonicalize_name(plan.tensorflow_package.split("[")[0]) and name != "tensorflow":
             # The CPU lock's first pass resolves with `tensorflow` itself (lock.py): uv names that.
             out["tensorflow"] = out[name]
     for constraint in plan.constraints:
         name = _canon(constraint)
         if name and name not in out:
-            out[name] = (constraint, "a constraint")
+            out[name] = [(constraint, "a constraint")]
     return out
 
 

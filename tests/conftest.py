@@ -74,6 +74,18 @@ def frozen_index():
                 os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory):
+    """Build and lock logs written by the run (smenv writes uv's explanation of a failed lock there) go to a
+    temporary directory, not the user's ~/.local/state; a test that sets XDG_STATE_HOME itself still wins."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    try:
+        yield Path(os.environ["XDG_STATE_HOME"])
+    finally:
+        os.environ.pop("XDG_STATE_HOME", None) if before is None else os.environ.__setitem__("XDG_STATE_HOME", before)
+
+
 @pytest.fixture(autouse=True)
 def live_index_for_network_tests(request, monkeypatch):
     if request.node.get_closest_marker("network"):

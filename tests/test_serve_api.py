@@ -247,6 +247,32 @@ def test_ready_only_after_load_and_warm_up():
         s.stop()
 
 
+class _RefusesZeros(FakeAdapter):
+    """A model whose default signature refuses made-up input (as a text model refuses empty strings)."""
+
+    def __init__(self, samples=None):
+        super().__init__()
+        self.samples = samples or {}
+
+    def call(self, signature_name, inputs):
+        if signature_name == "serving_default" and not (inputs["x"] != 0).any():
+            raise ValueError("InvalidArgumentError: zeros are not valid input here")
+        return super().call(signature_name, inputs)
+
+
+@pytest.mark.parametrize("samples, ready", [(None, True), ({"x": [0.0]}, False)])
+def test_made_up_input_refused_at_warm_up_still_serves_but_a_failing_sample_does_not(samples, ready):
+    """Found by make corpus: a tensorflow-text model loaded, refused the warm-up's empty strings, and
+    was never ready. Made-up input refused: served, with a log line; real input (a sample) refused: not."""
+    s = ThreadedServer(lambda: _RefusesZeros(samples), model_name=NAME)
+    try:
+        assert (requests.get(s.url + "/v2/health/ready").status_code == 200) is ready
+        if ready:
+            assert predict(s, {"instances": [1.0]}).json() == {"predictions": [2.5]}
+    finally:
+        s.stop()
+
+
 def test_a_model_that_fails_to_load_is_reported_and_never_ready():
     def factory():
         raise OSError("no model at /opt/smenv/model")

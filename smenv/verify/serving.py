@@ -90,6 +90,9 @@ def _wait_ready(service, started: float, limit: float, progress) -> tuple[float 
         if code == 0:
             return now, ""
         last = output.strip().splitlines()[-1] if output.strip() else f"probe exit {code}"
+        failed = [line for line in service.logs().splitlines() if "the model did not load:" in line]
+        if failed:  # the server keeps running to answer 503s; waiting longer changes nothing
+            return None, failed[-1].split("smenv-serve: ", 1)[-1][:400]
         if now - started > limit:
             return None, f"not ready within {limit:.0f} s ({last})"
         if now - said >= 10:

@@ -167,7 +167,16 @@ class TensorFlowAdapter(Adapter):
                 tf.compat.v1.enable_v2_behavior()  # TF 1.15: the TF 2 loader needs eager execution
                 loaded = tf.compat.v2.saved_model.load(self.path, tags=tags)
             else:
-                loaded = tf.saved_model.load(self.path, tags=tags) if tags else tf.saved_model.load(self.path)
+                try:
+                    loaded = tf.saved_model.load(self.path, tags=tags) if tags else tf.saved_model.load(self.path)
+                except Exception as exc:
+                    # A TF 1 graph the TF 2 loader rejects (reference variables, ...) is served the way the
+                    # verifier calls it: in a tf.compat.v1 session, with feeds and fetches (verify.py).
+                    if not verify._is_v1_graph(self.path, tags, tf):
+                        raise
+                    sys.stderr.write("smenv-serve: tf.saved_model.load failed on this TF 1 graph (%s: %s); serving it "
+                                     "from a tf.compat.v1 session\n" % (type(exc).__name__, _first_line(str(exc))))
+                    loaded = _V1Loaded(verify._v1_session_signatures(self.path, tags, tf))
             self._loaded = loaded  # keeps the variables the signatures use alive
             methods = _method_names(self.path)
             for name in sorted(loaded.signatures.keys()):
@@ -250,6 +259,13 @@ class TensorFlowAdapter(Adapter):
 
 def _tensor(tf, value):
     return tf.constant(value) if value.dtype.kind in "OSU" else value
+
+
+class _V1Loaded(object):
+    """The session's signatures where the TF 2 loader's object would be (its `signatures` map)."""
+
+    def __init__(self, signatures):
+        self.signatures = signatures
 
 
 def _numpy(value):

@@ -344,7 +344,9 @@ def _choose_python(release: Release, opts: ResolveOptions, b: _Builder) -> tuple
         return tuple(supported)
     reason = f"the newest Python TensorFlow {release.version} supports ({listed})"
     if not opts.base_image:
-        reason += f" whose base image this host can obtain ({opts.bases.how(obtainable[0])})"
+        # Not how it is obtained (the engine has it, a pull, Debian): that is the build's progress, not
+        # the plan's, which goes into the image and must not differ with the engine's state.
+        reason += " whose base image this host can obtain"
     skipped = [p for p in supported if p not in obtainable and _newer(p, obtainable[0])]
     if skipped:
         reason += f"; not {', '.join(skipped)}: {opts.bases.why_not(skipped[0])}"

@@ -128,9 +128,16 @@ def sampled(container: str, stop: threading.Event, every: float = 5.0) -> list[i
 
 def ready_breakdown(container: str) -> dict:
     """The server's own figures, from its log (smenv/runtime/serve/server.py writes them)."""
-    log = docker("logs", container, check=False)
+    # The server logs to stderr, which `docker logs` gives on its own stderr.
+    log = subprocess.run(["docker", "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True).stdout
+    return parse_ready_breakdown(log)
+
+
+def parse_ready_breakdown(log: str) -> dict:
+    """{import_seconds, load_seconds, warmup_seconds} from the server's "model ... ready" line (None if absent)."""
     figures = {}
-    for key, pattern in (("import_seconds", r"TensorFlow [\d.]+ imported in ([\d.]+)\s*s"),
+    for key, pattern in (("import_seconds", r"TensorFlow \S+ imported in ([\d.]+)\s*s"),
                          ("load_seconds", r"loaded in ([\d.]+)\s*s"), ("warmup_seconds", r"warmed up in ([\d.]+)\s*s")):
         found = re.search(pattern, log)
         figures[key] = float(found.group(1)) if found else None

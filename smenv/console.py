@@ -183,6 +183,7 @@ def show_generated(result: "Generated", next_steps: bool = True) -> None:
 def show_built(built: "Built") -> None:
     show_generated(built.generated, next_steps=False)
     deps = f"; dependencies {built.dependencies}" if built.dependencies else ""
+    deps += f"; base image {built.generated.base_image} {built.base_obtained}" if built.base_obtained else ""
     out.print(Text(f"Image {built.image} ({built.image_id[:19]}), {built.size_bytes / 2**20:.0f} MiB, "
                    f"built in {built.build_seconds:.1f} s{deps}"))
     out.print(Text(f"Build log {built.log_path}", style="dim"))

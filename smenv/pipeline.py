@@ -24,6 +24,7 @@ from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile, serving_n
 
 if TYPE_CHECKING:
     from smenv.docker.engine import ImageInfo, Sandbox
+    from smenv.docker.obtain_base import ObtainedBase
     from smenv.docker.interface import ContainerEngine
     from smenv.verify.runner import Verdict
 
@@ -192,6 +193,7 @@ class Built:
     verdict: "Verdict | None"
     fixed: tuple[str, ...] = ()  # packages --fix added
     dependencies: str = ""  # how the dependency image was had: reused, pulled from the cache, installed
+    base_obtained: str = ""  # how the base image was had: on the engine, pulled from REF, built from Debian SUITE
     saved: Path | None = None  # --save: the docker-archive written
     pushed_digest: str | None = None  # --push: the registry's digest of the image
 
@@ -209,6 +211,7 @@ class Built:
             "build_log": str(self.log_path),
             "fixed_with": list(self.fixed),
             "dependencies": self.dependencies,
+            "base_image": {"image": self.generated.base_image, "obtained": self.base_obtained},
             "saved": str(self.saved) if self.saved else None,
             "pushed": {"tag": self.image, "digest": self.pushed_digest} if self.pushed_digest is not None else None,
             "verification": self.verdict.to_json() if self.verdict else None,
@@ -303,6 +306,7 @@ class RuntimeImage:
     build_seconds: float
     context: Path | None = None
     dependencies: str = ""
+    base_obtained: str = ""  # how the base image was had (ObtainedBase.how)
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,7 @@ class DependencyImage:
     info: ImageInfo  # its layers: the base's, then /opt/venv
     base: ImageInfo
     how: str  # "reused", "pulled from REGISTRY", "installed"
+    base_how: str = ""  # how the base image was had (ObtainedBase.how)
 
 
 def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, progress: Progress) -> Built:
@@ -338,7 +343,8 @@ def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, 
             write_build_context(generated, job, job.context_dir, progress)
         verdict = verify_built_image(engine, image.tag, sandbox, progress, job.sample_input) if job.verify else None
         built = Built(replace(generated, context=job.context_dir), image.tag, image.image_id, image.size_bytes,
-                      image.build_seconds, log, verdict, dependencies=image.dependencies)
+                      image.build_seconds, log, verdict, dependencies=image.dependencies,
+                      base_obtained=image.base_obtained)
         added = fix_packages(verdict) if fix else ()
         if added:
             return fix_and_rebuild(job, tag, added, engine, sandbox, progress)
@@ -431,7 +437,8 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
     from smenv.docker.assemble import Archive, ImageSpec, ImageToLoad, docker_archive, image_config
     from smenv.render.dockerfile import INSTALL_ENV, index_options, install_script
 
-    base = _require_base_image(engine, generated, job.options.bases.registry, progress)
+    obtained = _require_base_image(engine, generated, job.options.bases.registry, progress)
+    base = obtained.info
     tag = dependency_image_tag(generated, base.id, job.online)
     remote = f"{job.cache_registry.rstrip('/')}/{tag}" if job.cache_registry else None
     info = engine.image_info(tag)
@@ -439,10 +446,11 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
         progress(f"dependencies: {tag} is already built")
         if remote:
             _share(engine, tag, remote, progress)
-        return DependencyImage(tag, info, base, "reused")
-    if remote and _pull_shared(engine, remote, progress):
+        return DependencyImage(tag, info, base, "reused", obtained.how)
+    if remote and _pull_shared(engine, remote, progress) and _is_shared_dependency_image(
+            engine, remote, generated.lock.digest, base, progress):
         engine.tag_image(remote, tag)
-        return DependencyImage(tag, engine.image_info(tag), base, f"pulled from {job.cache_registry}")
+        return DependencyImage(tag, engine.image_info(tag), base, f"pulled from {job.cache_registry}", obtained.how)
     wheel_files = None
     if not job.online:
         from smenv.env.wheels import download_wheels
@@ -472,7 +480,7 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
     engine.load(docker_archive(Archive((ImageToLoad(config, (tag,)),), {layer.diff_id: layer.path})), tag)
     if remote:
         _share(engine, tag, remote, progress)
-    return DependencyImage(tag, engine.image_info(tag), base, "installed")
+    return DependencyImage(tag, engine.image_info(tag), base, "installed", obtained.how)
 
 
 def _pull_shared(engine: ContainerEngine, remote: str, progress: Progress) -> bool:
@@ -486,6 +494,35 @@ def _pull_shared(engine: ContainerEngine, remote: str, progress: Progress) -> bo
     except RegistryError as exc:
         progress(f"dependencies: not taken from the cache registry, installed instead: {exc.message}")
         return False
+
+
+def _is_shared_dependency_image(engine: ContainerEngine, remote: str, lock_digest: str, base: ImageInfo,
+                                progress: Progress) -> bool:
+    """Whether the image the cache registry gave under this lock's name is this lock's dependency image:
+    its labels name this lock and base, and its layers are the base's and one more. Anyone who can push
+    to the cache could put anything under that name: a mismatch is said, untagged and installed over."""
+    info = engine.image_info(remote)
+    problem = None
+    if info is None:
+        problem = "the engine does not list it after the pull"
+    elif info.labels.get("org.smenv.lock.digest") != lock_digest:
+        problem = f"its label names lock {_quoted(info.labels.get('org.smenv.lock.digest'))}, not {lock_digest}"
+    elif info.labels.get("org.smenv.base.id") != base.id:
+        problem = f"its label names base {_quoted(info.labels.get('org.smenv.base.id'))}, not {base.id}"
+    elif info.diff_ids[:len(base.diff_ids)] != base.diff_ids or len(info.diff_ids) != len(base.diff_ids) + 1:
+        problem = "its layers are not the base's and one more"
+    if problem is None:
+        return True
+    progress(f"dependencies: {remote} from the cache registry is not this lock's dependency image ({problem}): "
+             "installed instead")
+    engine.remove_image(remote)
+    return False
+
+
+def _quoted(value: str | None, limit: int = 80) -> str:
+    """A label's value in a one-line message: repr (newlines made visible), cut to `limit`."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _share(engine: ContainerEngine, tag: str, remote: str, progress: Progress) -> None:
@@ -554,7 +591,8 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
         from smenv.errors import DockerError
 
         raise DockerError(f"docker load {tag}: the engine holds {info.id if info else 'nothing'}, not {config.image_id}")
-    return RuntimeImage(tag, info.id, info.size_bytes, round(time.monotonic() - started, 2), None, deps.how)
+    return RuntimeImage(tag, info.id, info.size_bytes, round(time.monotonic() - started, 2), None, deps.how,
+                        deps.base_how)
 
 
 def _log(log: Path, line: str) -> None:
@@ -588,7 +626,7 @@ def write_build_context(generated: Generated, job: BuildJob, out: Path, progress
 def build_dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJob, context_dir: Path,
                            log: Path, progress: Progress) -> str:
     """The dependency stage's image tag, built from the self-contained context unless the engine has it."""
-    base_id = _require_base_image(engine, generated, job.options.bases.registry, progress).id
+    base_id = _require_base_image(engine, generated, job.options.bases.registry, progress).info.id
     deps_tag = dependency_image_tag(generated, base_id, job.online)
     if engine.image_exists(deps_tag):
         progress(f"dependencies: {deps_tag} is already built")
@@ -678,7 +716,7 @@ def _write(generated: Generated, out: Path, code: tuple[Path, ...], dockerfile: 
 
 
 def _require_base_image(engine: ContainerEngine, generated: Generated, registry: str | None,
-                        progress: Progress = lambda msg: None) -> ImageInfo:
+                        progress: Progress = lambda msg: None) -> ObtainedBase:
     """The base image: the engine's, else pulled, else built from Debian (docker/obtain_base.py)."""
     from smenv.docker.obtain_base import debian_builder, obtain_base_image
 
@@ -688,7 +726,7 @@ def _require_base_image(engine: ContainerEngine, generated: Generated, registry:
     )
     if obtained.how != "on the engine":
         progress(f"base image: {generated.base_image} {obtained.how}")
-    return obtained.info
+    return obtained
 
 
 def _refuse_credentials_online(requirements: Path | None) -> None:

@@ -198,13 +198,7 @@ def _body_chunks(reader, lines: list[bytes]):
     """The request body as raw bytes (chunk framing included), Content-Length or chunked."""
     length = _header(lines, "content-length")
     if length is not None:
-        left = int(length)
-        while left > 0:
-            data = reader.read1(min(left, 1 << 16))
-            if not data:
-                return
-            left -= len(data)
-            yield data
+        yield from _exactly(reader, int(length))
     elif (_header(lines, "transfer-encoding") or "").lower() == "chunked":
         while True:
             size_line = reader.readline(1024)
@@ -218,13 +212,17 @@ def _body_chunks(reader, lines: list[bytes]):
                     yield trailer
                     if trailer in (b"\r\n", b"\n", b""):
                         return
-            left = size + 2  # the data and its CRLF
-            while left > 0:
-                data = reader.read1(min(left, 1 << 16))
-                if not data:
-                    return
-                left -= len(data)
-                yield data
+            yield from _exactly(reader, size + 2)  # the data and its CRLF
+
+
+def _exactly(reader, left: int):
+    """`left` bytes from `reader`, in pieces of at most 64 KiB, or fewer if the peer stops sending."""
+    while left > 0:
+        data = reader.read1(min(left, 1 << 16))
+        if not data:
+            return
+        left -= len(data)
+        yield data
 
 
 def _drain_body(reader, lines: list[bytes]) -> None:

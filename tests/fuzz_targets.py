@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 from hypothesis import strategies as st
 
+import fuzz_engine_answers as engine_answers
 from smenv.errors import SmenvError
 from smenv.model.hdf5_file import HDF5_MAGIC
 from smenv.model.inspect import inspect_model
@@ -896,4 +897,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            lambda: list(_CANNED_RUNS), engine="both"),
     Target("serve-request", "requests to the served API (TF Serving REST, Open Inference Protocol)",
            run_serve_request, serve_requests, _seed_serve_requests, engine="both"),
+    # Scenarios are JSON documents: byte-level mutation mostly breaks the JSON, so hypothesis drives these.
+    Target("base-image-metadata", "the metadata of a pulled base image (its config, labels, what python3 says)",
+           lambda sandbox, data: sandbox.check(sandbox.case(), lambda: engine_answers.pull_a_base(data)),
+           engine_answers.base_scenarios, engine_answers.seed_base_scenarios, engine="hypothesis"),
+    Target("registry-answers", "registry answers relayed by the engine (pull, push, manifest, cache registry)",
+           lambda sandbox, data: sandbox.check(sandbox.case(), lambda: engine_answers.registry_answers(data)),
+           engine_answers.registry_scenarios, engine_answers.seed_registry_scenarios, engine="hypothesis"),
 ]}

@@ -119,6 +119,7 @@ def test_cli_build_json_and_exit_code(base_image_311, tmp_path):
     data = json.loads(proc.stdout)
     assert data["ok"] and data["image"] == "smenv-test/cli:1"
     assert data["verification"]["result"]["tensorflow"] == "2.15.1"
+    assert data["base_image"] == {"image": "python:3.11-slim-bookworm", "obtained": "on the engine"}
     assert Path(data["build_log"]).is_file()
 
 

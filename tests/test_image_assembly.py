@@ -223,4 +223,17 @@ def test_a_second_engine_takes_the_dependency_image_from_the_cache_registry(firs
         again = build(docker_engine, cache_registry=cache)
         assert again.dependencies == f"pulled from {cache}"
         assert again.image_id == first.image_id
+        assert again.base_obtained == "on the engine"
         docker_engine.remove_image(f"{cache}/{tag}")
+
+        # Anyone who can push to the cache can put another image under the lock's name: it is not used.
+        docker_engine.tag_image(first.generated.base_image, f"{cache}/{tag}")
+        docker_engine.push(f"{cache}/{tag}")
+        docker_engine.remove_image(f"{cache}/{tag}")
+        docker_engine.remove_image(tag)
+        messages: list[str] = []
+        poisoned = build(docker_engine, cache_registry=cache, progress=messages.append)
+        assert poisoned.dependencies == "installed"
+        assert any("is not this lock's dependency image (its label names lock None" in m for m in messages), messages
+        assert poisoned.image_id == first.image_id
+        assert docker_engine.image_info(f"{cache}/{tag}") is None

@@ -453,3 +453,32 @@ def test_batching_on_merges_concurrent_requests_and_answers_each_its_own_rows():
         assert predict(s, {"signature_name": "multi", "instances": [{"a": [1, 2], "b": 1}]}).status_code == 200
     finally:
         s.stop()
+
+
+def test_time_to_ready_is_logged_by_stage_as_the_bench_reads_it(capsys):
+    """The server's "ready" line says TensorFlow's import, the load and the warm-up apart; `make bench`
+    reads them from it (bench/serving.py), and /metrics has the same three stages."""
+    import sys
+    from pathlib import Path
+
+    from smenv.runtime.serve.app import Config, Service
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from serving import parse_ready_breakdown
+
+    class Slow(FakeAdapter):
+        tensorflow_version = "2.15.1"
+
+        def __init__(self):
+            self.import_seconds = 0.25  # as the real adapter measures `import tensorflow`
+            super().__init__(load_seconds=0.3)
+
+    service = Service(Config(model_name=NAME, request_timeout=3.0, max_body=1 << 20))
+    service.load(Slow)
+    assert service.ready
+    figures = parse_ready_breakdown(capsys.readouterr().err)
+    assert figures["import_seconds"] == 0.25
+    assert 0.0 <= figures["load_seconds"] < 0.3  # the factory's time less the import: 0.3 s of sleep less 0.25
+    assert figures["warmup_seconds"] is not None
+    stages = {labels[0] for labels in service.metrics.load_seconds.values}
+    assert stages == {"import", "load", "warmup"}

@@ -38,17 +38,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, container: str) -> None:
+def wait_ready(url: str, container: str | None = None, alive=lambda: True) -> bool:
+    """True once the server at `url` is ready; False as soon as `alive()` is not. Not ready within
+    READY_WITHIN fails the test, with the container's log when one is named."""
     deadline = time.monotonic() + READY_WITHIN
-    while time.monotonic() < deadline:
+    while alive() and time.monotonic() < deadline:
         try:
             if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
+                return True
         except requests.ConnectionError:
             pass
         time.sleep(0.5)
-    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr
-    raise AssertionError(f"{container} not ready within {READY_WITHIN} s: {logs[-2000:]}")
+    if not alive():
+        return False
+    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr if container else ""
+    raise AssertionError(f"{container or url} not ready within {READY_WITHIN} s: {logs[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -176,15 +180,7 @@ def test_a_server_killed_for_memory_under_load_is_exit_29_and_leaves_nothing(bui
     proc = subprocess.Popen([sys.executable, "-m", "smenv", "serve", TAG, "--port", str(port), "--memory", "900m"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
-        deadline = time.monotonic() + READY_WITHIN
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        assert proc.poll() is None, proc.communicate()
+        assert wait_ready(url, alive=lambda: proc.poll() is None), proc.communicate()
         body = ('{"instances": [' + ", ".join(["0.5"] * 3_000_000) + "]}").encode()  # 15 MB, under the 64 MB limit
 
         def flood():

@@ -186,17 +186,22 @@ def test_termcolor_is_built_in_the_sandbox_and_installed_by_the_wheels_hash(dock
     ("raise SystemExit('smenv-probe: this sdist refuses to build')", r"this sdist refuses to build"),
     ("import urllib.request; urllib.request.urlopen('http://pypi.org/simple/', timeout=5)",
      r"tried to reach the network, which the build sandbox does not have"),
-])
-def test_a_build_that_fails_or_reaches_for_the_network_stops_cleanly(docker_engine, base_image_311, tmp_path, setup_body, words):
-    from smenv.env.sdist_build import download_backend
+    ("import time; time.sleep(3600)", r"it ran longer than 20 s and was stopped"),
+], ids=["fails", "reaches-for-the-network", "hangs"])
+def test_a_build_that_fails_hangs_or_reaches_for_the_network_stops_cleanly(docker_engine, base_image_311, tmp_path,
+                                                                            setup_body, words):
+    from smenv.docker.engine import Sandbox
+    from smenv.env.sdist_build import CPU_SECONDS, MEMORY, download_backend
     from smenv.user_dirs import cache_dir
 
     before = our_containers(docker_engine)
     sdist = local_sdist(tmp_path / "src", "smenv-probe-src", setup_body)
     log = tmp_path / "build.log"
+    # The real limits, but 20 s of wall time rather than the default's minutes, so the hang ends soon.
+    sandbox = Sandbox(memory=MEMORY, timeout_s=20, pids=256, cpu_seconds=CPU_SECONDS)
     with pytest.raises(SourceBuildFailed, match=words) as info:
         build_wheel(docker_engine, base_image_311.tag, "smenv-probe-src", "1.0", sdist,
-                    download_backend("3.11", cache_dir("wheels")), tmp_path / "cache", log)
+                    download_backend("3.11", cache_dir("wheels")), tmp_path / "cache", log, sandbox=sandbox)
     assert info.value.exit_code == 13 and str(log) in info.value.message
     assert "smenv-probe-src" in log.read_text()
     assert not (tmp_path / "cache").exists() and our_containers(docker_engine) == before

@@ -281,8 +281,9 @@ class Engine:
                 detail = _stream_error(message)
                 if detail is not None:
                     raise RegistryError(f"docker push {tag}: {_registry_message(detail, repository)}")
-                if message.get("aux", {}).get("Digest"):
-                    digest = message["aux"]["Digest"]
+                aux = message.get("aux")  # raw JSON the engine passes through: anything, null included
+                if isinstance(aux, dict) and isinstance(aux.get("Digest"), str) and aux["Digest"]:
+                    digest = aux["Digest"]
                 elif message.get("status") and message.get("id"):
                     progress(f"push {message['id']}: {message['status']}")
         return digest

@@ -123,7 +123,7 @@ def python_mismatch(engine: ContainerEngine, ref: str, info: ImageInfo, python: 
         stated = run.stdout.strip()
     m = re.match(r"(\d+)\.(\d+)", stated)
     if not m or f"{m.group(1)}.{m.group(2)}" != python:
-        return f"it holds Python {stated}, not {python}"
+        return f"it holds Python {_short(stated, 60)}, not {python}"  # a label's value: any text, newlines too
     return None
 
 

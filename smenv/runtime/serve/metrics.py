@@ -156,4 +156,4 @@ class ServerMetrics(object):
         self.batch_size = Histogram(r, "smenv_batch_size", "Rows in each model call (with server-side batching: requests merged).", ("signature",), BATCH_BUCKETS)
         self.inflight = Gauge(r, "smenv_inflight_requests", "Requests being answered now.")
         self.ready = Gauge(r, "smenv_model_ready", "1 once the model is loaded and has answered its warm-up call.")
-        self.load_seconds = Gauge(r, "smenv_model_load_seconds", "Time to load the model and to answer the warm-up call, by stage.", ("stage",))
+        self.load_seconds = Gauge(r, "smenv_model_load_seconds", "Time to import TensorFlow, load the model and answer the warm-up call, by stage.", ("stage",))

@@ -482,3 +482,22 @@ def test_time_to_ready_is_logged_by_stage_as_the_bench_reads_it(capsys):
     assert figures["warmup_seconds"] is not None
     stages = {labels[0] for labels in service.metrics.load_seconds.values}
     assert stages == {"import", "load", "warmup"}
+
+
+def test_a_backlog_of_requests_does_not_flood_the_log(capfd, caplog):
+    """waitress warns once per request that waits for a thread; under load that was thousands of lines a
+    second on the container's stderr. The backlog is normal and /metrics shows it: nothing is logged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    adapter = FakeAdapter(slow=True)
+    s = ThreadedServer(lambda: adapter, model_name=NAME, request_timeout=5.0, max_body=1 << 20, threads=1)
+    try:
+        body = {"signature_name": "slow", "instances": [0.05]}
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: requests.post(f"{s.url}/v1/models/{NAME}:predict", json=body, timeout=30),
+                                    range(8)))
+        assert [a.status_code for a in answers] == [200] * 8
+    finally:
+        assert s.stop() == 0
+    # Outside pytest the warning went to stderr (logging's last resort); here pytest's handler takes it.
+    assert "Task queue depth" not in capfd.readouterr().err + caplog.text

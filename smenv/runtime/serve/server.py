@@ -21,6 +21,7 @@ Python 3.5 syntax (see the package docstring).
 """
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -81,6 +82,7 @@ class Server(object):
         self.drain_started = None
         self.stopping = False
         config = self.config
+        _quiet_waitress_queue()
         self.waitress = create_server(
             Application(service),
             host=config.host,
@@ -202,3 +204,17 @@ def serve(config, factory):
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def _quiet_waitress_queue():
+    """waitress warns "Task queue depth is N" for every request that waits for a thread: under load,
+    thousands of lines a second on stderr (Python's last-resort handler), which cost the CPU the
+    requests need. That backlog is normal with more clients than threads; the server's own limit
+    (SMENV_MAX_QUEUE) and /metrics say when it matters. waitress's other warnings keep our prefix."""
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    log = logging.getLogger("waitress")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("smenv-serve: waitress: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from smenv import __version__, console
-from smenv.errors import SmenvError
+from smenv.errors import SmenvError, Terminated
 
 app = typer.Typer(
     name="smenv",
@@ -92,6 +92,9 @@ def _handled(as_json: bool):
         exc.message = " ".join(exc.message.split())
         console.print_error(exc, as_json)
         raise typer.Exit(exc.exit_code) from None
+    except Terminated:
+        console.err.print("smenv: interrupted (SIGTERM)")
+        raise typer.Exit(143) from None
     except KeyboardInterrupt:
         console.err.print("smenv: interrupted")
         raise typer.Exit(130) from None

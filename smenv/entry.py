@@ -61,6 +61,13 @@ def main() -> None:
     code = try_inspect_json(sys.argv[1:])
     if code is not None:
         sys.exit(code)
-    from smenv.cli import app  # typer, rich: only when the full CLI is needed
+    import signal
 
+    from smenv.cli import app  # typer, rich: only when the full CLI is needed
+    from smenv.errors import Terminated
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)
     app(prog_name="smenv")

@@ -196,3 +196,10 @@ class RegistryError(DockerError):
 
     exit_code = 12
     kind = "registry_error"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`docker stop`, a CI runner's cancel, `kill`): cleaned up the way Ctrl-C is, exit 143.
+
+    A KeyboardInterrupt, so every `except KeyboardInterrupt` cleanup (throw-away containers, partial
+    output) runs for it too."""

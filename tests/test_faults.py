@@ -68,10 +68,11 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("smenv: error:")]
 
 
-def assert_interrupted(watched: "Watched", code: int) -> None:
-    """Ctrl-C ended smenv the documented way: exit 130, one "interrupted" line, no traceback."""
-    assert code == 130, watched.lines[-10:]
-    assert "smenv: interrupted" in watched.lines, watched.lines[-10:]
+def assert_interrupted(watched: "Watched", code: int, how: signal.Signals = signal.SIGINT) -> None:
+    """Ctrl-C (or SIGTERM) ended smenv the documented way: exit 130 (143), one "interrupted" line, no traceback."""
+    said = "smenv: interrupted" if how == signal.SIGINT else "smenv: interrupted (SIGTERM)"
+    assert code == (130 if how == signal.SIGINT else 143), watched.lines[-10:]
+    assert said in watched.lines, watched.lines[-10:]
     assert not any("Traceback" in line for line in watched.lines), watched.lines
 
 
@@ -153,8 +154,8 @@ class Watched:
             time.sleep(0.2)
         raise AssertionError(f"no {pattern!r} within {timeout:.0f} s (exit {self.proc.poll()}): {self.lines[-10:]}")
 
-    def interrupt(self, timeout: float = 120) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def interrupt(self, how: signal.Signals = signal.SIGINT, timeout: float = 120) -> int:
+        self.proc.send_signal(how)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -313,7 +314,8 @@ def test_ctrl_c_during_the_install_cleans_up(docker_engine, own_base, tmp_path):
     assert_no_private_temp(env)
 
 
-def test_ctrl_c_during_verification_cleans_up(docker_engine, tf215_image, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_during_verification_cleans_up(docker_engine, tf215_image, tmp_path, how):
     image, image_id = tf215_image
     env = smenv_env(tmp_path)
     watched = Watched(["verify", image], env)
@@ -323,10 +325,10 @@ def test_ctrl_c_during_verification_cleans_up(docker_engine, tf215_image, tmp_pa
                      if c.get("ImageID") == image_id],
             120, "the verification container",
         )
-        code = watched.interrupt()
+        code = watched.interrupt(how)
     finally:
         watched.kill()
-    assert_interrupted(watched, code)
+    assert_interrupted(watched, code, how)
     assert containers_of(docker_engine, {image_id}) == []
     assert_no_private_temp(env)
 

@@ -26,6 +26,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "models"
 USERCODE = REPO / "tests" / "fixtures" / "usercode"
 SMENV = REPO / ".venv" / "bin" / "smenv"
 OUT = REPO / "docs" / "corpus.md"
+RAW = REPO / "build" / "corpus"  # each model's `smenv build --json` answer, exit and time
 
 
 def models() -> list[tuple[str, Path, list[Path]]]:
@@ -73,13 +74,24 @@ def row(name: str, outcome: dict) -> str:
         status = "not built"
     elif verdict.get("ok"):
         status = "loads" + (f", {len(verdict.get('not_checked') or [])} signature(s) not checked" if verdict.get("not_checked") else "")
+        status += ", served" if (verdict.get("serve") or {}).get("ok") else ""
     else:
         status = "fails"
     diagnosis = verdict.get("diagnosis") or {}
-    why = diagnosis.get("summary") or (outcome.get("error") if outcome.get("exit") else "") or ""
-    why = " ".join(why.split()).replace("|", "\\|")[:160]
+    said = diagnosis.get("summary") or (outcome.get("error") if outcome.get("exit") else "") or ""
     return (f"| {name} | {producer} | {chosen} | {exact} | {env.get('python', '?')} | {outcome.get('exit')} "
-            f"| {status} | {outcome.get('seconds')} s | {why} |")
+            f"| {status} | {outcome.get('seconds')} s | {_cell(_reason(env, 'tensorflow'))} | {_cell(_reason(env, 'python'))} "
+            f"| {_cell(said)} |")
+
+
+def _reason(env: dict, topic: str) -> str:
+    """The plan's reason for one decision (environment.decisions), as smenv gave it."""
+    return next((d.get("reason") or "" for d in env.get("decisions") or [] if d.get("topic") == topic), "")
+
+
+def _cell(text: str, limit: int = 220) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def main() -> int:
@@ -93,6 +105,8 @@ def main() -> int:
     for i, (name, path, code) in enumerate(chosen, 1):
         print(f"corpus: [{i}/{len(chosen)}] {name}", file=sys.stderr, flush=True)
         outcome = build(path, code, args.timeout)
+        RAW.mkdir(parents=True, exist_ok=True)  # every answer kept: the table can be written again from them
+        (RAW / f"{name.replace(' ', '-')}.json").write_text(json.dumps(outcome, indent=1))
         failed += outcome.get("exit") != 0
         rows.append(row(name, outcome))
         print(f"corpus:   {rows[-1]}", file=sys.stderr, flush=True)
@@ -106,8 +120,8 @@ def main() -> int:
         "used is the model's own release (a nightly or rc producer maps to its final release), or the nearest "
         "release that loads it because its own cannot be built on this host.",
         "",
-        "| model | producer | TensorFlow used | exact | Python | exit | verdict | time | what smenv said |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | producer | TensorFlow used | exact | Python | exit | verdict | time | why this TensorFlow | why this Python | what smenv said |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     if not args.only:
         OUT.write_text("\n".join(header + rows) + "\n")

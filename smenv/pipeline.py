@@ -447,10 +447,12 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
         if remote:
             _share(engine, tag, remote, progress)
         return DependencyImage(tag, info, base, "reused", obtained.how)
-    if remote and _pull_shared(engine, remote, progress) and _is_shared_dependency_image(
-            engine, remote, generated.lock.digest, base, progress):
-        engine.tag_image(remote, tag)
-        return DependencyImage(tag, engine.image_info(tag), base, f"pulled from {job.cache_registry}", obtained.how)
+    rejected = False  # the cache held another image under this lock's name: replaced once installed
+    if remote and _pull_shared(engine, remote, progress):
+        if _is_shared_dependency_image(engine, remote, generated.lock.digest, base, progress):
+            engine.tag_image(remote, tag)
+            return DependencyImage(tag, engine.image_info(tag), base, f"pulled from {job.cache_registry}", obtained.how)
+        rejected = True
     wheel_files = None
     if not job.online:
         from smenv.env.wheels import download_wheels
@@ -479,7 +481,7 @@ def dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJo
     progress(f"dependencies: loading {tag} ({layer.size / 2**20:.0f} MiB layer)")
     engine.load(docker_archive(Archive((ImageToLoad(config, (tag,)),), {layer.diff_id: layer.path})), tag)
     if remote:
-        _share(engine, tag, remote, progress)
+        _share(engine, tag, remote, progress, replace=rejected)
     return DependencyImage(tag, engine.image_info(tag), base, "installed", obtained.how)
 
 
@@ -525,14 +527,15 @@ def _quoted(value: str | None, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _share(engine: ContainerEngine, tag: str, remote: str, progress: Progress) -> None:
-    """Put the dependency image in the cache registry unless it is there already. A cache that cannot be
-    filled (registry down, no credentials) only costs the next machine an install: said, not fatal."""
+def _share(engine: ContainerEngine, tag: str, remote: str, progress: Progress, replace: bool = False) -> None:
+    """Put the dependency image in the cache registry unless it is there already (`replace`: it holds
+    another image under that name). A cache that cannot be filled (registry down, no credentials) only
+    costs the next machine an install: said, not fatal."""
     from smenv.errors import RegistryError
 
     tagged = False
     try:
-        if engine.registry_has(remote):
+        if not replace and engine.registry_has(remote):
             return
         engine.tag_image(tag, remote)
         tagged = True

@@ -236,4 +236,7 @@ def test_a_second_engine_takes_the_dependency_image_from_the_cache_registry(firs
         assert poisoned.dependencies == "installed"
         assert any("is not this lock's dependency image (its label names lock None" in m for m in messages), messages
         assert poisoned.image_id == first.image_id
-        assert docker_engine.image_info(f"{cache}/{tag}") is None
+        # ...and the cache now holds this lock's own dependency image under that name.
+        assert any(m == f"dependencies: sharing {cache}/{tag}" for m in messages), messages
+        assert docker_engine.image_info(f"{cache}/{tag}").id == docker_engine.image_info(tag).id
+        docker_engine.remove_image(f"{cache}/{tag}")

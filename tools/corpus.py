@@ -65,7 +65,8 @@ def row(name: str, outcome: dict) -> str:
     plan = result.get("plan") or {}
     model = plan.get("model") or {}
     env = plan.get("environment") or {}
-    producer = model.get("tensorflow_version") or "?"
+    # .keras and .h5 files record the Keras that wrote them, not TensorFlow's version
+    producer = model.get("tensorflow_version") or (f"Keras {model['keras_version']}" if model.get("keras_version") else "?")
     chosen = env.get("tensorflow_version") or "?"
     # environment.exact_release names the model's own release when the plan had to move off it.
     exact = f"no (its own: {env['exact_release']})" if env.get("exact_release") else "yes"

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 PING_TIMEOUT = 5.0  # seconds: an engine that is up answers a ping in milliseconds
 CALL_TIMEOUT = 120.0  # seconds, for ordinary calls; uploads and waits set their own
+# `docker load` answers only once the engine has registered every layer: for a dependency layer of a
+# GiB or more on a busy fuse-overlayfs, that silence outlasted CALL_TIMEOUT (make corpus, 2026-12-01).
+LOAD_TIMEOUT = 1800.0
 MODEL_LABEL = "org.smenv.model.digest"  # on every image smenv makes for a model (render.dockerfile.image_labels)
 THROWAWAY_LABEL = "org.smenv.throwaway"  # on containers smenv starts and removes, so leftovers can be found
 
@@ -253,7 +256,7 @@ class Engine:
     def load(self, archive: Iterable[bytes], what: str) -> list[str]:
         """`docker load` of a streamed archive (assemble.docker_archive); the images it loaded."""
         loaded: list[str] = []
-        with self._calls(f"docker load ({what})"):
+        with self._timeout_at_least(LOAD_TIMEOUT), self._calls(f"docker load ({what})"):
             for message in self.client.api.load_image(archive):
                 detail = _stream_error(message)
                 if detail is not None:
@@ -690,6 +693,16 @@ class Engine:
                 service.remove()
                 raise
         return service
+
+    @contextmanager
+    def _timeout_at_least(self, seconds: float) -> Iterator[None]:
+        """The SDK reads its timeout when a request is made: raise it for the calls made inside."""
+        before = self.client.api.timeout
+        self.client.api.timeout = max(before, seconds)
+        try:
+            yield
+        finally:
+            self.client.api.timeout = before
 
     # -- errors ---------------------------------------------------------------------------------------
 

@@ -236,6 +236,13 @@ class TensorFlowAdapter(Adapter):
                 outputs = fn(**dict((s.name, tf.constant(inputs[s.name], dtype=s.dtype)) for s in sig.inputs))
         except tf.errors.InvalidArgumentError as exc:
             raise ModelInputError(_first_line(getattr(exc, "message", None) or str(exc)))
+        except (ValueError, TypeError) as exc:
+            # A TF 1 session converts each feed to its placeholder's dtype with numpy: a value that does
+            # not convert is the client's input, not a model failure (a TF 1 eval graph whose feature
+            # placeholders are not the dtypes its signature declares: the corpus's eval-nightly model).
+            if not isinstance(getattr(self, "_loaded", None), _V1Loaded):
+                raise
+            raise ModelInputError("an input does not convert to the graph's own type: %s" % _first_line(str(exc)))
         return dict((k, _numpy(v)) for k, v in outputs.items())
 
     def warmup_inputs(self, signature):

@@ -317,7 +317,7 @@ class DependencyImage:
     info: ImageInfo  # its layers: the base's, then /opt/venv
     base: ImageInfo
     how: str  # "reused", "pulled from REGISTRY", "installed"
-    base_how: str = ""  # how the base image was had (ObtainedBase.how)
+    base_obtained: str = ""  # how the base image was had (ObtainedBase.how)
 
 
 def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, progress: Progress) -> Built:
@@ -595,7 +595,7 @@ def assemble_runtime_image(engine: ContainerEngine, generated: Generated, job: B
 
         raise DockerError(f"docker load {tag}: the engine holds {info.id if info else 'nothing'}, not {config.image_id}")
     return RuntimeImage(tag, info.id, info.size_bytes, round(time.monotonic() - started, 2), None, deps.how,
-                        deps.base_how)
+                        deps.base_obtained)
 
 
 def _log(log: Path, line: str) -> None:

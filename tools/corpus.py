@@ -119,7 +119,9 @@ def main() -> int:
         f"{'with' if os.environ.get('SMENV_BASE_REGISTRY') else 'without'} a registry: `smenv build MODEL --json` "
         "(plus `--code` for a fixture's custom-layer module), nothing else. \"exact\" says whether the TensorFlow "
         "used is the model's own release (a nightly or rc producer maps to its final release), or the nearest "
-        "release that loads it because its own cannot be built on this host.",
+        "release that loads it because its own cannot be built on this host. \"verdict\" says \"served\" when the "
+        "image's own command then served the model and answered a prediction through the served API; the two "
+        "\"why\" columns are the plan's own reasons (environment.decisions).",
         "",
         "| model | producer | TensorFlow used | exact | Python | exit | verdict | time | why this TensorFlow | why this Python | what smenv said |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -134,6 +134,9 @@ class Watched:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smenv", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=env, cwd=REPO,
+            # As at a terminal: a suite started in the background (`cmd &`, as CI runners may) passes
+            # SIGINT on ignored, and Python then never raises KeyboardInterrupt, so Ctrl-C could not be tested.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.stdout = ""
         self._err = threading.Thread(target=self._read, daemon=True)

@@ -156,6 +156,10 @@ def test_smenv_serve_prints_requests_that_work_when_pasted(built):
         assert run.returncode == 0, run.stdout + run.stderr
         curls = [line.strip() for line in run.stdout.splitlines() if line.strip().startswith("curl -s -X POST")]
         assert len(curls) == 2 and container
+        # the user's server, not a throw-away container a cleanup of smenv's leftovers would stop
+        labels = json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Config.Labels}}", container],
+                                           capture_output=True, text=True, check=True).stdout)
+        assert labels.get("org.smenv.serve") == TAG and "org.smenv.throwaway" not in labels, labels
         for curl in curls:
             answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=60)
             body = json.loads(answer.stdout)

@@ -41,6 +41,9 @@ CALL_TIMEOUT = 120.0  # seconds, for ordinary calls; uploads and waits set their
 LOAD_TIMEOUT = 1800.0
 MODEL_LABEL = "org.smenv.model.digest"  # on every image smenv makes for a model (render.dockerfile.image_labels)
 THROWAWAY_LABEL = "org.smenv.throwaway"  # on containers smenv starts and removes, so leftovers can be found
+# On `smenv serve`'s container instead: it is the user's (with --detach it outlives smenv), so a cleanup
+# of throw-away containers must not stop it. Its value is the image served.
+SERVE_LABEL = "org.smenv.serve"
 
 
 @dataclass(frozen=True)
@@ -664,7 +667,8 @@ class Engine:
         and no network at all (`--network none`: the check talks to it with `docker exec` from inside,
         so no port is published and nothing it does can leave the container). Stop and remove it with
         the Service (a context manager). `publish`: instead, the default network with the server's port
-        published on 127.0.0.1:publish only (`smenv serve`); `name`: the container's name."""
+        published on 127.0.0.1:publish only, and the user's container (`smenv serve`, SERVE_LABEL, not
+        a throw-away one); `name`: the container's name."""
         from docker.types import Mount
 
         from smenv.render.runtime_files import PORT
@@ -680,7 +684,7 @@ class Engine:
             memswap_limit=sandbox.memory,
             pids_limit=sandbox.pids,
             tmpfs={"/tmp": "rw,size=256m"},
-            labels={THROWAWAY_LABEL: "1"},
+            labels={SERVE_LABEL: image} if publish else {THROWAWAY_LABEL: "1"},
             environment=[f"{k}={v}" for k, v in env],
             mounts=[Mount(target=c, source=h, type="bind", read_only=True) for h, c in sandbox.mounts],
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import smenv
-from smenv.env.lock import Lock, lock
+from smenv.env.lock import Lock, lock_plan
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.requirements import Requirements, parse_requirements
 from smenv.env.resolve import BaseImageChoice, ResolveOptions, choose_base_image, resolve
@@ -93,7 +93,7 @@ def generate(
         notes = (*nearest, *_warnings(facts, code, env_plan.python_candidates[0]))
         return Generated(facts, env_plan, None, None, None, None, notes, _plan_json(facts, env_plan, None, None, notes, code))
     progress("locking the environment")
-    the_lock, notes = lock(env_plan, progress)
+    env_plan, the_lock, notes = lock_plan(env_plan, progress)
     notes = [*nearest, *_warnings(facts, code, the_lock.python), *notes]
     if the_lock.sources and out is not None:
         # The context's lock names these by their sdist's hash and its wheels/ cannot hold them: only

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import CORPUS, FIXTURES
 from smenv.env.bases import BaseAvailability
 from smenv.env.lock import lock
 from smenv.env.requirements import parse_requirements
@@ -122,3 +122,59 @@ def test_two_lines_of_one_package_are_both_named():
         "no environment for Python 3.11: numpy==1.26.4 (requirements.txt:1) and numpy==1.24.0 (requirements.txt:2) "
         "cannot be installed together (you require numpy==1.26.4 and numpy==1.24.0)"
     )
+
+
+# -- optional packages (env/lock.py, lock_plan) -----------------------------------------------------------
+
+
+def _fake_lock(refuse: str):
+    """lock() as the seam: fails while the plan asks for `refuse`, else answers a recognisable result."""
+    from smenv.env import lock as lock_module
+
+    calls = []
+
+    def fake(plan, progress=lambda m: None, cache=None):
+        calls.append([p.name for p in plan.packages])
+        if refuse in calls[-1]:
+            raise LockError(f"{refuse} has no wheel for Python 3.9 in the version needed", log_path="/tmp/lock.log")
+        return "the lock", ["a note from the lock"]
+
+    return lock_module, fake, calls
+
+
+def test_an_optional_package_that_does_not_lock_is_left_out_and_said_so(monkeypatch):
+    from smenv.env.lock import lock_plan
+
+    module, fake, calls = _fake_lock("tensorflow-transform")
+    monkeypatch.setattr(module, "lock", fake)
+    plan = resolve(inspect_model(CORPUS / "tfx-keras-serving"), None, ResolveOptions())
+    smaller, the_lock, notes = lock_plan(plan)
+    assert the_lock == "the lock" and len(calls) == 2
+    assert "tensorflow-transform" in calls[0] and "tensorflow-transform" not in calls[1]
+    assert "tensorflow-transform" not in [p.name for p in smaller.packages]
+    decision = next(d for d in smaller.decisions if d.topic == "companion:tensorflow-transform")
+    assert decision.choice == "not installed" and decision.level == "warning"
+    assert notes[0].startswith("warning: tensorflow-transform is not installed: it does not lock here "
+                               "(tensorflow-transform has no wheel for Python 3.9 in the version needed; "
+                               "uv's explanation: /tmp/lock.log), and the model uses none of its ops"), notes
+    assert notes[-1] == "a note from the lock"
+
+
+def test_an_optional_package_that_locks_is_kept(monkeypatch):
+    from smenv.env.lock import lock_plan
+
+    module, fake, calls = _fake_lock("no-such-package")
+    monkeypatch.setattr(module, "lock", fake)
+    plan = resolve(inspect_model(CORPUS / "tfx-keras-serving"), None, ResolveOptions())
+    assert lock_plan(plan) == (plan, "the lock", ["a note from the lock"]) and len(calls) == 1
+
+
+def test_a_required_package_that_does_not_lock_is_the_error(monkeypatch):
+    from smenv.env.lock import lock_plan
+
+    module, fake, calls = _fake_lock("tensorflow-text")
+    monkeypatch.setattr(module, "lock", fake)
+    plan = resolve(inspect_model(FIXTURES / "models" / "tf215-text-savedmodel"), None, ResolveOptions(python="3.11"))
+    with pytest.raises(LockError, match="tensorflow-text has no wheel"):
+        lock_plan(plan)
+    assert len(calls) == 1

@@ -191,3 +191,18 @@ def test_as_of_option_and_exact_user_pins_are_exempt(tmp_path):
 )
 def test_keras_version_to_tensorflow(keras, tf):
     assert releases.for_keras(keras).release.minor == tf
+
+
+def test_a_companion_known_only_by_a_keras_class_in_a_savedmodel_is_optional():
+    # tf.Transform's layer in a Keras SavedModel: Keras revives it from the saved functions without the class.
+    plan = plan_for(CORPUS / "tfx-keras-serving")
+    tft = next(p for p in plan.packages if p.name == "tensorflow-transform")
+    assert "revives" in tft.optional
+    # An op of the package in the graph: required, whatever else names it.
+    text = next(p for p in plan_for(MODELS / "tf215-text-savedmodel").packages if p.name == "tensorflow-text")
+    assert text.optional == ""
+
+
+def test_a_companion_the_requirements_ask_for_is_never_optional(tmp_path):
+    plan = plan_for(CORPUS / "tfx-keras-serving", "tensorflow-transform\n", tmp_path)
+    assert next(p for p in plan.packages if p.name == "tensorflow-transform").optional == ""

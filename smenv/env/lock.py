@@ -20,14 +20,14 @@ import subprocess
 import tempfile
 import urllib.request
 from datetime import datetime, timedelta
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from smenv.env.plan import EnvironmentPlan
+from smenv.env.plan import Decision, EnvironmentPlan
 from smenv.env.target import UV_PLATFORM, wheel_tags
 from smenv.errors import LockError
 from smenv.user_dirs import cache_dir
@@ -159,6 +159,30 @@ def lock(plan: EnvironmentPlan, progress=lambda msg: None, cache: Path | None = 
     except OSError:
         pass  # a cache that cannot be written only costs time
     return the_lock, notes
+
+
+def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None) -> tuple[EnvironmentPlan, Lock, list[str]]:
+    """`lock`, leaving out the plan's optional packages (those the model loads without) when the lock
+    fails with them: the plan without them, its lock, and the notes saying what was left out and why.
+    A lock that fails without them too fails with that error: the conflict is elsewhere."""
+    try:
+        the_lock, notes = lock(plan, progress)
+        return plan, the_lock, notes
+    except LockError as exc:
+        optional = [p for p in plan.packages if p.optional]
+        if not optional:
+            raise
+        names = ", ".join(p.name for p in optional)
+        progress(f"{names} did not lock; locking again without {'it' if len(optional) == 1 else 'them'}")
+        why_not = exc.message if len(exc.message) <= 200 else exc.message[:199].rstrip() + "…"
+        if exc.log_path:
+            why_not += f"; uv's explanation: {exc.log_path}"
+        left_out = [f"{p.name} is not installed: it does not lock here ({why_not}), and {p.optional}" for p in optional]
+    smaller = replace(plan, packages=tuple(p for p in plan.packages if not p.optional))
+    for p, why in zip(optional, left_out):
+        smaller = smaller.with_decision(Decision(f"companion:{p.name}", "not installed", why, "warning"))
+    the_lock, notes = lock(smaller, progress)
+    return smaller, the_lock, [*(f"warning: {why}" for why in left_out), *notes]
 
 
 def _cache_key(plan: EnvironmentPlan) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from smenv.env.requirements import IndexOptions
 
 
@@ -21,6 +24,13 @@ class Package:
     requirement: str  # a PEP 508 line handed to the locker
     origin: str  # "model", "requirements <file>:<line>", "companion rule", "smenv"
     reason: str = ""
+    # Why the model loads without it, when it does: the locker then leaves it out rather than fail
+    # when it cannot be locked (env/lock.py, lock_plan), and says so.
+    optional: str = ""
+
+    @property
+    def name(self) -> str:
+        return canonicalize_name(Requirement(self.requirement).name)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from smenv.env.plan import Decision, EnvironmentPlan, Package
 from smenv.env.releases import Release, UnknownRelease
 from smenv.env.requirements import Requirement, Requirements
 from smenv.errors import ExactReleaseUnavailable, ResolutionError, UsageError
-from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, ModelFacts
+from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, CompanionPackage, ModelFacts
 
 # Names under which TensorFlow itself can appear in a requirements file.
 TENSORFLOW_NAMES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "tf-nightly-cpu", "tensorflow-intel")
@@ -432,13 +432,15 @@ def _companions(facts: ModelFacts, reqs: Requirements, release: Release, legacy_
             reason = "Keras 2 models run on TensorFlow >= 2.16 only through tf-keras"
         else:
             reason = f"{in_reqs[0].where} asks for it" if in_reqs else "companion package"
+        optional = _loads_without(facts, needed[name]) if name in needed and not in_reqs else ""
         if spec is None:
             if companion_pins.known(name):
                 raise ResolutionError(
                     f"{name} has no release for TensorFlow {release.minor} ({companion_pins.describe(name)}); "
                     "choose a TensorFlow release it supports with --tf-version"
                 )
-            b.packages.append(Package(name, "model", reason + "; no version rule is known, resolved as of the cut-off date"))
+            b.packages.append(Package(name, "model", reason + "; no version rule is known, resolved as of the cut-off date",
+                                      optional))
             b.decide(f"companion:{name}", name, reason)
             continue
         requirement = f"{name}{spec}" if spec else name
@@ -450,7 +452,7 @@ def _companions(facts: ModelFacts, reqs: Requirements, release: Release, legacy_
                     f"{r.where} asks for {name}{r.specifier}, which does not go with TensorFlow {release.version}; using {requirement}",
                     warning=True,
                 )
-        b.packages.append(Package(requirement, "companion rule", reason))
+        b.packages.append(Package(requirement, "companion rule", reason, optional))
         b.decide(f"companion:{name}", requirement, f"{reason}; {companion_pins.describe(name)}")
         if spec:  # pinned to TensorFlow's series: may be published after the cut-off date
             b.exempt.append(name)
@@ -459,6 +461,20 @@ def _companions(facts: ModelFacts, reqs: Requirements, release: Release, legacy_
         spec = companion_pins.specifier(name, release)
         if spec:
             b.constraints.append(f"{name}{spec}")
+
+
+def _loads_without(facts: ModelFacts, companion: CompanionPackage) -> str:
+    """Why the model loads without `companion`, or "" when it needs it.
+
+    A Keras SavedModel whose only tie to the package is a layer class (no op of it in the graph) loads
+    without it: Keras revives a layer whose class it cannot find from the functions the SavedModel saved
+    with it (keras/saving/saved_model/load.py, KerasObjectLoader._load_layer: "If not, then revive from
+    the SavedModel instead"). tf.Transform's TransformFeaturesLayer is the case met: its package pulls
+    in Apache Beam, which does not lock from wheels for older TensorFlow releases."""
+    if facts.format != KERAS_SAVEDMODEL or companion.ops:
+        return ""
+    return ("the model uses none of its ops, only its Keras classes, and Keras revives those from the "
+            "functions saved in the SavedModel")
 
 
 def _user_requirements(reqs: Requirements, b: _Builder) -> None:

@@ -39,16 +39,18 @@ def package_for_object(obj: CustomObject) -> str | None:
 
 def detect(ops: Mapping[str, int], objects: Iterable[CustomObject]) -> tuple[CompanionPackage, ...]:
     evidence: dict[str, list[str]] = {}
+    by_ops: dict[str, list[str]] = {}
     for op in sorted(ops):
         package = package_for_op(op)
         if package:
             evidence.setdefault(package, []).append(f"op {op} ({ops[op]} use{'s' if ops[op] != 1 else ''})")
+            by_ops.setdefault(package, []).append(op)
     for obj in objects:
         package = package_for_object(obj)
         if package:
             where = obj.registered_name or f"{obj.module}.{obj.class_name}"
             evidence.setdefault(package, []).append(f"{obj.kind} {where}")
-    return tuple(CompanionPackage(name, tuple(ev)) for name, ev in sorted(evidence.items()))
+    return tuple(CompanionPackage(name, tuple(ev), tuple(by_ops.get(name, ()))) for name, ev in sorted(evidence.items()))
 
 
 def op_registering_modules() -> dict[str, str]:

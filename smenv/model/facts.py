@@ -79,6 +79,7 @@ class CustomObject:
 class CompanionPackage:
     name: str
     evidence: tuple[str, ...]
+    ops: tuple[str, ...] = ()  # the graph's ops it registers; () when only a Keras class names it
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ class EnvironmentPlan:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["index"] = self.index.redacted()  # smenv.json goes into the image: never a credential
+        for package in data["packages"]:  # said only where it applies: smenv.json, and so the image, stays as it was
+            if not package["optional"]:
+                del package["optional"]
         return data
 
     def with_decision(self, decision: Decision) -> EnvironmentPlan:

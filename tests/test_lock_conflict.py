@@ -127,7 +127,7 @@ def test_two_lines_of_one_package_are_both_named():
 # -- optional packages (env/lock.py, lock_plan) -----------------------------------------------------------
 
 
-def _fake_lock(refuse: str):
+def _fake_lock(refuse: str, message: str = ""):
     """lock() as the seam: fails while the plan asks for `refuse`, else answers a recognisable result."""
     from smenv.env import lock as lock_module
 
@@ -136,7 +136,7 @@ def _fake_lock(refuse: str):
     def fake(plan, progress=lambda m: None, cache=None):
         calls.append([p.name for p in plan.packages])
         if refuse in calls[-1]:
-            raise LockError(f"{refuse} has no wheel for Python 3.9 in the version needed", log_path="/tmp/lock.log")
+            raise LockError(message or f"{refuse} has no wheel for Python 3.9 in the version needed", log_path="/tmp/lock.log")
         return "the lock", ["a note from the lock"]
 
     return lock_module, fake, calls
@@ -178,3 +178,18 @@ def test_a_required_package_that_does_not_lock_is_the_error(monkeypatch):
     with pytest.raises(LockError, match="tensorflow-text has no wheel"):
         lock_plan(plan)
     assert len(calls) == 1
+
+
+def test_the_note_on_a_left_out_package_is_short_whatever_the_lock_said(monkeypatch):
+    from smenv.env.lock import lock_plan
+
+    said = ("tensorflow-transform has no wheel for Python 3.9 in the version needed, and smenv builds only the source "
+            "packages listed in smenv/data/source_builds.json (building an unknown sdist's metadata would run its code "
+            "on the host): Because tfx-bsl==1.5.0 has no wheels with a matching Python ABI tag " + "and so on " * 50)
+    module, fake, _ = _fake_lock("tensorflow-transform", said)
+    monkeypatch.setattr(module, "lock", fake)
+    _, _, notes = lock_plan(resolve(inspect_model(CORPUS / "tfx-keras-serving"), None, ResolveOptions()))
+    assert notes[0].startswith("warning: tensorflow-transform is not installed: it does not lock here (tensorflow-transform "
+                               "has no wheel for Python 3.9 in the version needed, and smenv builds only the source packages "
+                               "listed in smenv/data/source_builds.json …; uv's explanation: /tmp/lock.log), and "), notes[0]
+    assert len(notes[0]) < 400

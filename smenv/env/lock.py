@@ -174,7 +174,7 @@ def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None) -> tuple[Environ
             raise
         names = ", ".join(p.name for p in optional)
         progress(f"{names} did not lock; locking again without {'it' if len(optional) == 1 else 'them'}")
-        why_not = exc.message if len(exc.message) <= 200 else exc.message[:199].rstrip() + "…"
+        why_not = _clip(exc.message, 200)
         if exc.log_path:
             why_not += f"; uv's explanation: {exc.log_path}"
         left_out = [f"{p.name} is not installed: it does not lock here ({why_not}), and {p.optional}" for p in optional]
@@ -183,6 +183,16 @@ def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None) -> tuple[Environ
         smaller = smaller.with_decision(Decision(f"companion:{p.name}", "not installed", why, "warning"))
     the_lock, notes = lock(smaller, progress)
     return smaller, the_lock, [*(f"warning: {why}" for why in left_out), *notes]
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` at a word, before any parenthesis the cut would leave open."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    while cut.count("(") > cut.count(")"):
+        cut = cut[:cut.rindex("(")].rstrip()
+    return cut.rstrip(",;:") + " …"
 
 
 def _cache_key(plan: EnvironmentPlan) -> str:

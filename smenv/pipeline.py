@@ -332,8 +332,8 @@ def _build(job: BuildJob, engine: ContainerEngine, sandbox: Sandbox, fix: bool, 
         if generated.base.install_python:
             # A CUDA runtime base has no Python: the runtime stage installs one, so the classic two-stage
             # `docker build` makes this image (GPU routes of TF < 2.14 only).
-            deps_tag = build_dependency_image(engine, generated, job, scratch / "deps-context", log, progress)
-            image = build_runtime_image(engine, generated, job, deps_tag, tag, scratch / "context", log, progress)
+            deps_tag, obtained = build_dependency_image(engine, generated, job, scratch / "deps-context", log, progress)
+            image = build_runtime_image(engine, generated, job, deps_tag, tag, scratch / "context", log, progress, obtained)
         else:
             deps = dependency_image(engine, generated, job, scratch, log, progress)
             image = assemble_runtime_image(engine, generated, job, deps, tag, scratch, progress)
@@ -627,13 +627,14 @@ def write_build_context(generated: Generated, job: BuildJob, out: Path, progress
 
 
 def build_dependency_image(engine: ContainerEngine, generated: Generated, job: BuildJob, context_dir: Path,
-                           log: Path, progress: Progress) -> str:
-    """The dependency stage's image tag, built from the self-contained context unless the engine has it."""
-    base_id = _require_base_image(engine, generated, job.options.bases.registry, progress).info.id
-    deps_tag = dependency_image_tag(generated, base_id, job.online)
+                           log: Path, progress: Progress) -> tuple[str, str]:
+    """The dependency stage's image tag, built from the self-contained context unless the engine has it,
+    and how the base image was had (ObtainedBase.how)."""
+    obtained = _require_base_image(engine, generated, job.options.bases.registry, progress)
+    deps_tag = dependency_image_tag(generated, obtained.info.id, job.online)
     if engine.image_exists(deps_tag):
         progress(f"dependencies: {deps_tag} is already built")
-        return deps_tag
+        return deps_tag, obtained.how
     # The dependency stage, from the self-contained context (wheels included, unless --online).
     wheel_files = None
     if not job.online:
@@ -643,11 +644,11 @@ def build_dependency_image(engine: ContainerEngine, generated: Generated, job: B
     full = _write(generated, context_dir, job.code, generated.dockerfile, wheel_files)
     progress(f"building the dependencies ({deps_tag})")
     engine.build(full, deps_tag, log, target="deps", progress=progress)
-    return deps_tag
+    return deps_tag, obtained.how
 
 
 def build_runtime_image(engine: ContainerEngine, generated: Generated, job: BuildJob, deps_tag: str, tag: str,
-                        context_dir: Path, log: Path, progress: Progress) -> RuntimeImage:
+                        context_dir: Path, log: Path, progress: Progress, base_obtained: str = "") -> RuntimeImage:
     """The runtime stage, FROM the dependency image: its context is the model and a few small files,
     so a rebuild sends kilobytes, not the wheels, to the engine."""
     runtime = render_dockerfile(
@@ -659,7 +660,8 @@ def build_runtime_image(engine: ContainerEngine, generated: Generated, job: Buil
     progress(f"building {tag}")
     result = engine.build(context, tag, log, progress=progress)
     info = engine.image_info(tag)
-    return RuntimeImage(tag, result.image_id, info.size_bytes if info else 0, result.seconds, context)
+    return RuntimeImage(tag, result.image_id, info.size_bytes if info else 0, result.seconds, context,
+                        base_obtained=base_obtained)
 
 
 def verify_built_image(engine: ContainerEngine, tag: str, sandbox: Sandbox, progress: Progress,

@@ -4,8 +4,9 @@ An adapter says what the model takes and gives (`signatures()`) and calls it
 (`call(signature_name, {input name: numpy array}) -> {output name: numpy array}`). The HTTP layer
 checks every request against the signatures before it calls, so an adapter sees only arrays of the
 declared dtypes and compatible shapes. `TensorFlowAdapter` loads a SavedModel with
-tf.saved_model.load and a .keras/.h5 file with Keras' load_model, as the verifier does
-(smenv/runtime/verify.py, whose helpers it reuses); smenv/runtime/serve/testing.py has a numpy one.
+tf.saved_model.load (a Keras SavedModel too, as TF Serving does) and a .keras/.h5 file with Keras'
+load_model, with the verifier's helpers (smenv/runtime/verify.py); smenv/runtime/serve/testing.py has
+a numpy one.
 
 Python 3.5 syntax (see the package docstring).
 """
@@ -159,36 +160,46 @@ class TensorFlowAdapter(Adapter):
             if module.isidentifier():
                 __import__(module)
         self.tensorflow_version = tf.__version__
-        if self.plan["environment"]["loader"] == "keras":
+        keras_file = self.plan["environment"]["loader"] == "keras" and not os.path.isdir(self.path)
+        # A Keras SavedModel is served as TensorFlow Serving serves it: its SavedModel signatures, with
+        # their names, inputs and outputs (a TF Serving client of the model works unchanged), not the Keras
+        # model's call. The verifier has loaded it with Keras; only one without signatures is served so.
+        if not keras_file and not self._load_saved_model(tf, verify) and self.plan["environment"]["loader"] == "keras":
+            self._loaded = None
+            keras_file = True
+        if keras_file:
             keras = verify._keras_module(self.plan, tf)
             self._keras_model = keras.models.load_model(self.path, compile=False)
             self.platform = "tensorflow_keras"
             self._signatures[KERAS_SIGNATURE] = self._keras_signature(verify)
+
+    def _load_saved_model(self, tf, verify):
+        """Load the SavedModel's signatures as TF Serving would; returns how many can be served."""
+        self.platform = "tensorflow_savedmodel"
+        tags = verify._tags(self.plan["model"])
+        if tf.__version__.startswith("1.") and hasattr(tf.compat, "v2"):
+            tf.compat.v1.enable_v2_behavior()  # TF 1.15: the TF 2 loader needs eager execution
+            loaded = tf.compat.v2.saved_model.load(self.path, tags=tags)
         else:
-            self.platform = "tensorflow_savedmodel"
-            tags = verify._tags(self.plan["model"])
-            if tf.__version__.startswith("1.") and hasattr(tf.compat, "v2"):
-                tf.compat.v1.enable_v2_behavior()  # TF 1.15: the TF 2 loader needs eager execution
-                loaded = tf.compat.v2.saved_model.load(self.path, tags=tags)
-            else:
-                try:
-                    loaded = tf.saved_model.load(self.path, tags=tags) if tags else tf.saved_model.load(self.path)
-                except Exception as exc:
-                    # A TF 1 graph the TF 2 loader rejects (reference variables, ...) is served the way the
-                    # verifier calls it: in a tf.compat.v1 session, with feeds and fetches (verify.py).
-                    if not verify._is_v1_graph(self.path, tags, tf):
-                        raise
-                    sys.stderr.write("smenv-serve: tf.saved_model.load failed on this TF 1 graph (%s: %s); serving it "
-                                     "from a tf.compat.v1 session\n" % (type(exc).__name__, _first_line(str(exc))))
-                    loaded = _V1Loaded(verify._v1_session_signatures(self.path, tags, tf))
-            self._loaded = loaded  # keeps the variables the signatures use alive
-            methods = _method_names(self.path)
-            for name in sorted(loaded.signatures.keys()):
-                if name in SKIP_SIGNATURES:
-                    continue
-                fn = loaded.signatures[name]
-                self._functions[name] = fn
-                self._signatures[name] = self._saved_signature(name, fn, methods.get(name), verify)
+            try:
+                loaded = tf.saved_model.load(self.path, tags=tags) if tags else tf.saved_model.load(self.path)
+            except Exception as exc:
+                # A TF 1 graph the TF 2 loader rejects (reference variables, ...) is served the way the
+                # verifier calls it: in a tf.compat.v1 session, with feeds and fetches (verify.py).
+                if not verify._is_v1_graph(self.path, tags, tf):
+                    raise
+                sys.stderr.write("smenv-serve: tf.saved_model.load failed on this TF 1 graph (%s: %s); serving it "
+                                 "from a tf.compat.v1 session\n" % (type(exc).__name__, _first_line(str(exc))))
+                loaded = _V1Loaded(verify._v1_session_signatures(self.path, tags, tf))
+        self._loaded = loaded  # keeps the variables the signatures use alive
+        methods = _method_names(self.path)
+        for name in sorted(loaded.signatures.keys()):
+            if name in SKIP_SIGNATURES:
+                continue
+            fn = loaded.signatures[name]
+            self._functions[name] = fn
+            self._signatures[name] = self._saved_signature(name, fn, methods.get(name), verify)
+        return len(self._signatures)
 
     def _saved_signature(self, name, fn, method_name, verify):
         _, kwargs = fn.structured_input_signature
@@ -236,6 +247,13 @@ class TensorFlowAdapter(Adapter):
                 outputs = fn(**dict((s.name, tf.constant(inputs[s.name], dtype=s.dtype)) for s in sig.inputs))
         except tf.errors.InvalidArgumentError as exc:
             raise ModelInputError(_first_line(getattr(exc, "message", None) or str(exc)))
+        except UnicodeDecodeError as exc:
+            # TensorFlow's error for a string input it cannot parse quotes the input's bytes, and turning
+            # that message into a Python str fails (a serialized tf.Example that is not one: found by
+            # tests/test_keras_savedmodel_serving.py). The input is the cause: a client error.
+            raise ModelInputError("the model refused the input, and TensorFlow's message about it quotes bytes "
+                                  "that are not UTF-8 (%s); check that string inputs hold what the signature "
+                                  "expects, e.g. serialized tf.Example protos" % _first_line(str(exc)))
         except (ValueError, TypeError) as exc:
             # A TF 1 session converts each feed to its placeholder's dtype with numpy: a value that does
             # not convert is the client's input, not a model failure (a TF 1 eval graph whose feature
@@ -250,8 +268,8 @@ class TensorFlowAdapter(Adapter):
         verify = _verify_module()
         import numpy as np
 
-        hint_name = "keras_model" if self._keras_model is not None else signature.name
-        hint = verify._hint(self.plan, hint_name)
+        hint = (verify._hint(self.plan, "keras_model") if self._keras_model is not None else
+                verify._hint(self.plan, signature.name) or verify._hint(self.plan, "keras_model"))
         hints = dict((h.get("name"), h) for h in hint.get("inputs") or [] if isinstance(h, dict))
         candidates = []
         for length in [n for n in hint.get("lengths") or [] if isinstance(n, int) and n > 0] or list(verify.DEFAULT_LENGTHS):

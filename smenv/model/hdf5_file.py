@@ -157,7 +157,10 @@ def _status_text(status: int) -> str:
 def _attr_text(attrs, name: str, path: Path) -> str | None:
     if name not in attrs:
         return None
-    value = attrs[name]
+    try:
+        value = attrs[name]
+    except TypeError as exc:  # a datatype h5py has no reading for: "Unknown string encoding" (make fuzz, h5)
+        raise InvalidModel(f"attribute {name} has a type that cannot be read ({first_line(exc)}): the file is damaged", path) from None
     if hasattr(value, "tobytes") and not isinstance(value, (bytes, str)):
         try:
             value = value.item() if value.size == 1 else value.tobytes()

@@ -142,13 +142,13 @@ def _fake_lock(refuse: str, message: str = ""):
     return lock_module, fake, calls
 
 
-def test_an_optional_package_that_does_not_lock_is_left_out_and_said_so(monkeypatch):
+def test_an_optional_package_that_does_not_lock_is_left_out_and_said_so(monkeypatch, tmp_path):
     from smenv.env.lock import lock_plan
 
     module, fake, calls = _fake_lock("tensorflow-transform")
     monkeypatch.setattr(module, "lock", fake)
     plan = resolve(inspect_model(CORPUS / "tfx-keras-serving"), None, ResolveOptions())
-    smaller, the_lock, notes = lock_plan(plan)
+    smaller, the_lock, notes = lock_plan(plan, cache=tmp_path)
     assert the_lock == "the lock" and len(calls) == 2
     assert "tensorflow-transform" in calls[0] and "tensorflow-transform" not in calls[1]
     assert "tensorflow-transform" not in [p.name for p in smaller.packages]
@@ -158,29 +158,32 @@ def test_an_optional_package_that_does_not_lock_is_left_out_and_said_so(monkeypa
                                "(tensorflow-transform has no wheel for Python 3.9 in the version needed; "
                                "uv's explanation: /tmp/lock.log), and the model uses none of its ops"), notes
     assert notes[-1] == "a note from the lock"
+    # A rebuild does not resolve the refused plan again: it goes straight to the smaller one, saying the same.
+    again = lock_plan(plan, cache=tmp_path)
+    assert len(calls) == 3 and "tensorflow-transform" not in calls[2] and again[2] == notes
 
 
-def test_an_optional_package_that_locks_is_kept(monkeypatch):
+def test_an_optional_package_that_locks_is_kept(monkeypatch, tmp_path):
     from smenv.env.lock import lock_plan
 
     module, fake, calls = _fake_lock("no-such-package")
     monkeypatch.setattr(module, "lock", fake)
     plan = resolve(inspect_model(CORPUS / "tfx-keras-serving"), None, ResolveOptions())
-    assert lock_plan(plan) == (plan, "the lock", ["a note from the lock"]) and len(calls) == 1
+    assert lock_plan(plan, cache=tmp_path) == (plan, "the lock", ["a note from the lock"]) and len(calls) == 1
 
 
-def test_a_required_package_that_does_not_lock_is_the_error(monkeypatch):
+def test_a_required_package_that_does_not_lock_is_the_error(monkeypatch, tmp_path):
     from smenv.env.lock import lock_plan
 
     module, fake, calls = _fake_lock("tensorflow-text")
     monkeypatch.setattr(module, "lock", fake)
     plan = resolve(inspect_model(FIXTURES / "models" / "tf215-text-savedmodel"), None, ResolveOptions(python="3.11"))
     with pytest.raises(LockError, match="tensorflow-text has no wheel"):
-        lock_plan(plan)
+        lock_plan(plan, cache=tmp_path)
     assert len(calls) == 1
 
 
-def test_the_note_on_a_left_out_package_is_short_whatever_the_lock_said(monkeypatch):
+def test_the_note_on_a_left_out_package_is_short_whatever_the_lock_said(monkeypatch, tmp_path):
     from smenv.env.lock import lock_plan
 
     said = ("tensorflow-transform has no wheel for Python 3.9 in the version needed, and smenv builds only the source "
@@ -188,7 +191,7 @@ def test_the_note_on_a_left_out_package_is_short_whatever_the_lock_said(monkeypa
             "on the host): Because tfx-bsl==1.5.0 has no wheels with a matching Python ABI tag " + "and so on " * 50)
     module, fake, _ = _fake_lock("tensorflow-transform", said)
     monkeypatch.setattr(module, "lock", fake)
-    _, _, notes = lock_plan(resolve(inspect_model(CORPUS / "tfx-keras-serving"), None, ResolveOptions()))
+    _, _, notes = lock_plan(resolve(inspect_model(CORPUS / "tfx-keras-serving"), None, ResolveOptions()), cache=tmp_path)
     assert notes[0].startswith("warning: tensorflow-transform is not installed: it does not lock here (tensorflow-transform "
                                "has no wheel for Python 3.9 in the version needed, and smenv builds only the source packages "
                                "listed in smenv/data/source_builds.json …; uv's explanation: /tmp/lock.log), and "), notes[0]

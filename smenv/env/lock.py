@@ -161,28 +161,52 @@ def lock(plan: EnvironmentPlan, progress=lambda msg: None, cache: Path | None = 
     return the_lock, notes
 
 
-def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None) -> tuple[EnvironmentPlan, Lock, list[str]]:
+def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None,
+              cache: Path | None = None) -> tuple[EnvironmentPlan, Lock, list[str]]:
     """`lock`, leaving out the plan's optional packages (those the model loads without) when the lock
     fails with them: the plan without them, its lock, and the notes saying what was left out and why.
-    A lock that fails without them too fails with that error: the conflict is elsewhere."""
-    try:
-        the_lock, notes = lock(plan, progress)
-        return plan, the_lock, notes
-    except LockError as exc:
-        optional = [p for p in plan.packages if p.optional]
-        if not optional:
-            raise
-        names = ", ".join(p.name for p in optional)
-        progress(f"{names} did not lock; locking again without {'it' if len(optional) == 1 else 'them'}")
-        why_not = _clip(exc.message, 200)
-        if exc.log_path:
-            why_not += f"; uv's explanation: {exc.log_path}"
-        left_out = [f"{p.name} is not installed: it does not lock here ({why_not}), and {p.optional}" for p in optional]
+    A lock that fails without them too fails with that error: the conflict is elsewhere. That a plan
+    with them failed is remembered beside the cached locks, so a rebuild does not resolve it again."""
+    optional = [p for p in plan.packages if p.optional]
+    refusal = (cache or cache_dir("locks")) / f"{_cache_key(plan)}.refused.txt" if optional else None
+    why_not = _remembered(refusal) if refusal else None
+    if why_not is not None:
+        progress(f"{', '.join(p.name for p in optional)} did not lock when last tried; locking without "
+                 f"{'it' if len(optional) == 1 else 'them'}")
+    else:
+        try:
+            the_lock, notes = lock(plan, progress, cache)
+            return plan, the_lock, notes
+        except LockError as exc:
+            if refusal is None:
+                raise
+            why_not = _clip(exc.message, 200) + (f"; uv's explanation: {exc.log_path}" if exc.log_path else "")
+            _remember(refusal, why_not)
+        progress(f"{', '.join(p.name for p in optional)} did not lock; locking again without "
+                 f"{'it' if len(optional) == 1 else 'them'}")
+    left_out = [f"{p.name} is not installed: it does not lock here ({why_not}), and {p.optional}" for p in optional]
     smaller = replace(plan, packages=tuple(p for p in plan.packages if not p.optional))
     for p, why in zip(optional, left_out):
         smaller = smaller.with_decision(Decision(f"companion:{p.name}", "not installed", why, "warning"))
-    the_lock, notes = lock(smaller, progress)
+    the_lock, notes = lock(smaller, progress, cache)
     return smaller, the_lock, [*(f"warning: {why}" for why in left_out), *notes]
+
+
+def _remembered(path: Path) -> str | None:
+    if os.environ.get("SMENV_NO_LOCK_CACHE") == "1":
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _remember(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+    except OSError:
+        pass  # not remembered: the next build tries the lock again
 
 
 def _clip(text: str, limit: int) -> str:

@@ -30,7 +30,12 @@ class Package:
 
     @property
     def name(self) -> str:
-        return canonicalize_name(Requirement(self.requirement).name)
+        return requirement_name(self.requirement)
+
+
+def requirement_name(requirement: str) -> str:
+    """The canonical project name of a PEP 508 line."""
+    return canonicalize_name(Requirement(requirement).name)
 
 
 @dataclass(frozen=True)

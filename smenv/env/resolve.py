@@ -9,16 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from packaging.requirements import Requirement as PackagingRequirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from smenv.env import companion_pins, options, releases
 from smenv.env.bases import BaseAvailability, debian_suites, official_image
 from smenv.env.fallback import nearest_loadable, obtainable_pythons
 from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
-from smenv.env.plan import Decision, EnvironmentPlan, Package
+from smenv.env.plan import Decision, EnvironmentPlan, Package, requirement_name
 from smenv.env.releases import Release, UnknownRelease
 from smenv.env.requirements import Requirement, Requirements
 from smenv.errors import ExactReleaseUnavailable, ResolutionError, UsageError
@@ -73,7 +71,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     if opts.gpu and release.gpu_route in ROUTES_WITH_CUDA_IMAGE and not opts.base_image:
         python = _python_of_cuda_image(release, b)
     legacy_keras = _keras_policy(facts, release, b)
-    if not legacy_keras and release.keras_major == 3 and "tf-keras" in {_name_of(e) for e in opts.extra_packages}:
+    if not legacy_keras and release.keras_major == 3 and "tf-keras" in {requirement_name(e) for e in opts.extra_packages}:
         legacy_keras = True  # --fix added tf-keras: Keras 2 loading must be switched on with it
         b.decide("keras", "tf-keras (legacy)", "--fix added tf-keras for a Keras 2 model; TF_USE_LEGACY_KERAS=1 makes tf.keras use it")
     tf_package = _tensorflow_package(release, python, opts.gpu, b)
@@ -89,7 +87,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     _server(reqs, b)
     for extra in opts.extra_packages:
         b.packages.append(Package(extra, "smenv --fix", "added to repair a diagnosed load failure"))
-        b.exempt.append(_name_of(extra))
+        b.exempt.append(requirement_name(extra))
     as_of = _as_of(facts, release, opts, b)
     env = [("TF_CPP_MIN_LOG_LEVEL", "2")]
     if legacy_keras:
@@ -478,7 +476,7 @@ def _loads_without(facts: ModelFacts, companion: CompanionPackage) -> str:
 
 
 def _user_requirements(reqs: Requirements, b: _Builder) -> None:
-    taken = {_name_of(p.requirement) for p in b.packages}
+    taken = {p.name for p in b.packages}
     for r in reqs.requirements:
         if r.name in TENSORFLOW_NAMES or r.name in taken:
             continue
@@ -515,10 +513,6 @@ def _server(reqs: Requirements, b: _Builder) -> None:
         "(request smuggling before 1.4.0, CVE-2024-49768/49769 before 3.0.1), the model never imports it, "
         "and it has no dependencies",
     )
-
-
-def _name_of(requirement: str) -> str:
-    return canonicalize_name(PackagingRequirement(requirement).name)
 
 
 def _specs_overlap(user: str, ours: str) -> bool:

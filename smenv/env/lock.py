@@ -143,7 +143,7 @@ def lock(plan: EnvironmentPlan, progress=lambda msg: None, cache: Path | None = 
     cache = cache or cache_dir("locks")
     key = _cache_key(plan)
     cached = cache / f"{key}.json"
-    if os.environ.get("SMENV_NO_LOCK_CACHE") != "1" and cached.is_file():
+    if _cache_used() and cached.is_file():
         try:
             data = json.loads(cached.read_text())
             progress(f"lock reused from the cache ({cached.name[:16]})")
@@ -170,10 +170,8 @@ def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None,
     optional = [p for p in plan.packages if p.optional]
     refusal = (cache or cache_dir("locks")) / f"{_cache_key(plan)}.refused.txt" if optional else None
     why_not = _remembered(refusal) if refusal else None
-    if why_not is not None:
-        progress(f"{', '.join(p.name for p in optional)} did not lock when last tried; locking without "
-                 f"{'it' if len(optional) == 1 else 'them'}")
-    else:
+    remembered = why_not is not None
+    if not remembered:
         try:
             the_lock, notes = lock(plan, progress, cache)
             return plan, the_lock, notes
@@ -182,8 +180,8 @@ def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None,
                 raise
             why_not = _clip(exc.message, 200) + (f"; uv's explanation: {exc.log_path}" if exc.log_path else "")
             _remember(refusal, why_not)
-        progress(f"{', '.join(p.name for p in optional)} did not lock; locking again without "
-                 f"{'it' if len(optional) == 1 else 'them'}")
+    progress(f"{', '.join(p.name for p in optional)} did not lock{' when last tried' if remembered else ''}; "
+             f"locking {'' if remembered else 'again '}without {'it' if len(optional) == 1 else 'them'}")
     left_out = [f"{p.name} is not installed: it does not lock here ({why_not}), and {p.optional}" for p in optional]
     smaller = replace(plan, packages=tuple(p for p in plan.packages if not p.optional))
     for p, why in zip(optional, left_out):
@@ -193,12 +191,16 @@ def lock_plan(plan: EnvironmentPlan, progress=lambda msg: None,
 
 
 def _remembered(path: Path) -> str | None:
-    if os.environ.get("SMENV_NO_LOCK_CACHE") == "1":
+    if not _cache_used():
         return None
     try:
         return path.read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
+
+
+def _cache_used() -> bool:
+    return os.environ.get("SMENV_NO_LOCK_CACHE") != "1"
 
 
 def _remember(path: Path, text: str) -> None:

@@ -271,6 +271,13 @@ def _hint(plan, signature):
     return {}
 
 
+def _served_hint(plan, signature):
+    """The hint for a served signature: its own, else the Keras model's. A .keras/.h5 model is served by
+    its Keras call (as "serving_default"); a Keras SavedModel by its own signatures, whose inputs are the
+    Keras model's. A plain SavedModel has no "keras_model" hint."""
+    return _hint(plan, signature) or _hint(plan, "keras_model")
+
+
 def _sample(name, samples):
     """The user's array for an input: by its name, or the name without the `_input` Keras 2 appends."""
     if name in samples:

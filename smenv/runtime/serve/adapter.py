@@ -160,18 +160,19 @@ class TensorFlowAdapter(Adapter):
             if module.isidentifier():
                 __import__(module)
         self.tensorflow_version = tf.__version__
-        keras_file = self.plan["environment"]["loader"] == "keras" and not os.path.isdir(self.path)
-        # A Keras SavedModel is served as TensorFlow Serving serves it: its SavedModel signatures, with
-        # their names, inputs and outputs (a TF Serving client of the model works unchanged), not the Keras
-        # model's call. The verifier has loaded it with Keras; only one without signatures is served so.
-        if not keras_file and not self._load_saved_model(tf, verify) and self.plan["environment"]["loader"] == "keras":
+        keras_loader = self.plan["environment"]["loader"] == "keras"
+        if not keras_loader or os.path.isdir(self.path):
+            # A Keras SavedModel is served as TensorFlow Serving serves it: its SavedModel signatures, with
+            # their names, inputs and outputs (a TF Serving client of the model works unchanged), not the
+            # Keras model's call. The verifier has loaded it with Keras; only one without signatures is
+            # served through Keras.
+            if self._load_saved_model(tf, verify) or not keras_loader:
+                return
             self._loaded = None
-            keras_file = True
-        if keras_file:
-            keras = verify._keras_module(self.plan, tf)
-            self._keras_model = keras.models.load_model(self.path, compile=False)
-            self.platform = "tensorflow_keras"
-            self._signatures[KERAS_SIGNATURE] = self._keras_signature(verify)
+        keras = verify._keras_module(self.plan, tf)
+        self._keras_model = keras.models.load_model(self.path, compile=False)
+        self.platform = "tensorflow_keras"
+        self._signatures[KERAS_SIGNATURE] = self._keras_signature(verify)
 
     def _load_saved_model(self, tf, verify):
         """Load the SavedModel's signatures as TF Serving would; returns how many can be served."""
@@ -268,8 +269,7 @@ class TensorFlowAdapter(Adapter):
         verify = _verify_module()
         import numpy as np
 
-        hint = (verify._hint(self.plan, "keras_model") if self._keras_model is not None else
-                verify._hint(self.plan, signature.name) or verify._hint(self.plan, "keras_model"))
+        hint = verify._served_hint(self.plan, signature.name)
         hints = dict((h.get("name"), h) for h in hint.get("inputs") or [] if isinstance(h, dict))
         candidates = []
         for length in [n for n in hint.get("lengths") or [] if isinstance(n, int) and n > 0] or list(verify.DEFAULT_LENGTHS):

@@ -85,15 +85,12 @@ def predict_request(metadata, plan, samples):
     from . import adapter, codec
 
     try:
-        from verify import _hint, _made_up, _sample, DEFAULT_LENGTHS
+        from verify import _served_hint, _made_up, _sample, DEFAULT_LENGTHS
     except ImportError:
-        from smenv.runtime.verify import _hint, _made_up, _sample, DEFAULT_LENGTHS
+        from smenv.runtime.verify import _served_hint, _made_up, _sample, DEFAULT_LENGTHS
     defs = ((metadata.get("metadata") or {}).get("signature_def") or {}).get("signature_def") or {}
     name = adapter.default_signature_name(defs)
-    keras = ((plan.get("environment") or {}).get("loader") == "keras")
-    # A .keras/.h5 model is served by its Keras call; a Keras SavedModel by its own signatures, whose
-    # inputs are the Keras model's: the signature's hint, else the Keras model's.
-    hint = _hint(plan, name) or (_hint(plan, "keras_model") if keras else {})
+    hint = _served_hint(plan, name)
     hints = dict((h.get("name"), h) for h in hint.get("inputs") or [] if isinstance(h, dict))
     lengths = [n for n in hint.get("lengths") or [] if isinstance(n, int) and n > 0] or list(DEFAULT_LENGTHS)
     inputs, fed = {}, {}

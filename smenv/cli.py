@@ -70,6 +70,10 @@ ExactOption = Annotated[
     bool,
     typer.Option("--exact", help="Use the model's own TensorFlow release or fail (exit 8); without it, a release this host cannot build is replaced by the nearest one that loads the model, said in the plan."),
 ]
+UnsafeOption = Annotated[
+    bool,
+    typer.Option("--unsafe-deserialization", help="Load the model with Keras's safe_mode=False, so the Python bytecode of its Lambda layers runs in the image (Keras refuses it by default, exit 27). Only for a model whose origin you trust; the image is labelled org.smenv.keras.safe_mode=false."),
+]
 AsOfOption = Annotated[
     Optional[str],
     typer.Option("--as-of", help="Resolve packages as of this date (YYYY-MM-DD; default: the model's save date, else the TensorFlow release date)."),
@@ -166,6 +170,7 @@ def generate(
     exact: ExactOption = False,
     as_of: AsOfOption = None,
     code: CodeOption = None,
+    unsafe_deserialization: UnsafeOption = False,
     offline: Annotated[
         bool, typer.Option("--offline", help="Download the locked wheels into the context, so `docker build` needs no network.")
     ] = False,
@@ -195,7 +200,8 @@ def generate(
 
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
-                                 bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact)
+                                 bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact,
+                                 unsafe_deserialization=unsafe_deserialization)
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         with console.progress() as progress:
             result = pipeline.generate(
@@ -235,6 +241,7 @@ def build(
     exact: ExactOption = False,
     as_of: AsOfOption = None,
     code: CodeOption = None,
+    unsafe_deserialization: UnsafeOption = False,
     online: Annotated[
         bool, typer.Option("--online", help="Install from the index during the build instead of from wheels the host downloaded.")
     ] = False,
@@ -274,7 +281,8 @@ def build(
 
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
-                                 bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact)
+                                 bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact,
+                                 unsafe_deserialization=unsafe_deserialization)
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         if sample_input is not None:  # before minutes of locking and building
             _check_sample(sample_input, model, model_version, tags)
@@ -343,6 +351,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="Serve on 127.0.0.1:PORT (the container listens on 8501).")] = 8501,
     requirements: RequirementsOption = None,
     code: CodeOption = None,
+    unsafe_deserialization: UnsafeOption = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Leave the server running and print how to stop it.")] = False,
     memory: SandboxMemory = "4g",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the model to load and warm up.")] = 600.0,
@@ -369,7 +378,8 @@ def serve(
             from smenv.env.resolve import ResolveOptions
 
             with console.progress() as progress:
-                built = pipeline.build(pipeline.ModelInput(Path(target)), requirements, ResolveOptions(),
+                built = pipeline.build(pipeline.ModelInput(Path(target)), requirements,
+                                       ResolveOptions(unsafe_deserialization=unsafe_deserialization),
                                        code=tuple(code or ()), verify=False, engine=engine, progress=progress)
             image = built.image
             console.out.print(f"Image {image} ({built.image_id[:19]})")

@@ -7,7 +7,8 @@ The core never prints or exits: it raises one of these with a one-line message, 
   2 usage error           6 Docker engine error      10 base image cannot be made
   3 model not found       7 requirements.txt error   11 image build failed
   4 invalid model         8 environment cannot be resolved, locked or downloaded
-  20-31 the image built but the model does not load (see smenv.verify.diagnose.KINDS)
+  20-31 the image built but the model does not load (see smenv.verify.diagnose.KINDS); 26 (weights
+        only) also when the file is read, before anything is built
   32 the model loads, but the image's own command does not serve it (smenv.verify.serving)
   130 interrupted
 """
@@ -105,6 +106,14 @@ class ResolutionError(SmenvError):
 
     exit_code = 8
     kind = "resolution_error"
+
+
+class WeightsOnly(SmenvError):
+    """A weights-only file: no model to load without the user's code. The exit code is the one the
+    verifier's diagnosis gives the same failure (smenv.verify.diagnose.KINDS["weights_only"])."""
+
+    exit_code = 26
+    kind = "weights_only"
 
 
 class UnknownRelease(ResolutionError):

@@ -87,14 +87,14 @@ def generate(
     facts, env_plan = plan(model, requirements, options)
     nearest = _nearest_release_note(env_plan)
     # Said now, before minutes of locking and building, and kept in the plan's notes (--json, smenv.json).
-    for risk in foresee(facts, code, env_plan.python_candidates[0]):
-        progress(f"warning: {risk.message}")
+    for warning in _warnings(facts, code, env_plan.python_candidates[0], env_plan.keras_safe_mode):
+        progress(warning)
     if dry_run:
-        notes = (*nearest, *_warnings(facts, code, env_plan.python_candidates[0]))
+        notes = (*nearest, *_warnings(facts, code, env_plan.python_candidates[0], env_plan.keras_safe_mode))
         return Generated(facts, env_plan, None, None, None, None, notes, _plan_json(facts, env_plan, None, None, notes, code))
     progress("locking the environment")
     env_plan, the_lock, notes = lock_plan(env_plan, progress)
-    notes = [*nearest, *_warnings(facts, code, the_lock.python), *notes]
+    notes = [*nearest, *_warnings(facts, code, the_lock.python, env_plan.keras_safe_mode), *notes]
     if the_lock.sources and out is not None:
         # The context's lock names these by their sdist's hash and its wheels/ cannot hold them: only
         # `smenv build` builds them (in a sandbox) and installs them by the built wheel's hash.
@@ -125,8 +125,8 @@ def generate(
     return replace(generated, context=written)
 
 
-def _warnings(facts: ModelFacts, code: tuple[Path, ...], python: str) -> list[str]:
-    return [f"warning: {risk.message}" for risk in foresee(facts, code, python)]
+def _warnings(facts: ModelFacts, code: tuple[Path, ...], python: str, safe_mode: bool) -> list[str]:
+    return [f"warning: {risk.message}" for risk in foresee(facts, code, python, safe_mode)]
 
 
 def _nearest_release_note(env_plan: EnvironmentPlan) -> tuple[str, ...]:

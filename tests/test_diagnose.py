@@ -484,7 +484,7 @@ ENVIRONMENTS = json.loads((FIXTURES / "ENVIRONMENTS.json").read_text(encoding="u
 RECORDED_FAILURES = {
     # tests/fixtures/generators/tf218.py: keras.saving.load_model() in safe mode, Keras 3.8.0
     ("tf218-keras3-lambda.keras", "safe_mode_load_error"): (
-        "ValueError", "lambda_safe_mode", (), ["safe_mode=False", "Python minor", "the image has 3.11"],
+        "ValueError", "lambda_safe_mode", (), ["--unsafe-deserialization", "safe_mode=False", "Python minor", "the image has 3.11"],
     ),
 }
 

@@ -30,7 +30,7 @@ def build(model: Path, tmp_path: Path, requirements: str | None = None, engine=N
     if requirements is not None:
         req = tmp_path / "requirements.txt"
         req.write_text(requirements)
-    options = ResolveOptions(**{k: kwargs.pop(k) for k in ("python", "tf_version") if k in kwargs})
+    options = ResolveOptions(**{k: kwargs.pop(k) for k in ("python", "tf_version", "unsafe_deserialization") if k in kwargs})
     return pipeline.build(pipeline.ModelInput(model), req, options, engine=engine, **kwargs)
 
 
@@ -79,6 +79,21 @@ def test_keras3_archive_loads_on_its_tensorflow(base_image_311, docker_engine, t
     assert built.verdict.ok, built.verdict.to_json()
     assert built.verdict.result["keras"] == "3.8.0"
     assert built.verdict.result["signatures"][0]["outputs"][0]["shape"] == [1, 1]
+
+
+def test_a_lambda_is_refused_in_safe_mode_and_served_with_unsafe_deserialization(base_image_311, docker_engine, tmp_path):
+    # The same lock as the Keras 3 case above: only the model layer differs, so the dependency image is shared.
+    model = MODELS / "tf218-keras3-lambda.keras"
+    refused = build(model, tmp_path / "a", engine=docker_engine, python="3.11")
+    assert refused.exit_code == 27 and refused.verdict.diagnosis.kind == "lambda_safe_mode"
+    assert "--unsafe-deserialization" in refused.verdict.diagnosis.fix
+    assert "org.smenv.keras.safe_mode" not in docker_engine.image_info(refused.image).labels
+    built = build(model, tmp_path / "b", engine=docker_engine, python="3.11", unsafe_deserialization=True)
+    verdict = built.verdict.to_json()
+    assert built.exit_code == 0 and verdict["load"]["ok"] and verdict["serve"]["ok"], verdict
+    assert docker_engine.image_info(built.image).labels["org.smenv.keras.safe_mode"] == "false"
+    # Loading and calling ran the Lambda (it doubles its input and touches a file in the tmpfs /tmp: tests/fixtures/generators/tf218.py).
+    assert built.verdict.result["keras"] == "3.8.0" and built.verdict.result["signatures"][0]["outputs"][0]["shape"] == [1, 1]
 
 
 def test_custom_layer_is_diagnosed_without_code_and_loads_with_it(base_image_311, docker_engine, tmp_path):

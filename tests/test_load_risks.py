@@ -64,10 +64,18 @@ def test_a_savedmodel_without_its_variables_directory(tmp_path):
 
 
 def test_a_lambda_layer_names_the_python_the_image_uses():
-    (risk,) = foresee(inspect_model(MODELS / "tf218-keras3-lambda.keras"), (), "3.12")
+    risk, refused = foresee(inspect_model(MODELS / "tf218-keras3-lambda.keras"), (), "3.12")
     assert risk.kind == "lambda-python"
     assert "1 Lambda layer(s)" in risk.message and "the image uses Python 3.12" in risk.message
     assert "--python" in risk.message
+    # A .keras archive: safe mode refuses the bytecode outright, and the warning says what lifts it.
+    assert refused.kind == "lambda-safe-mode"
+    assert "exit 27" in refused.message and "--unsafe-deserialization" in refused.message
+
+
+def test_with_safe_mode_off_only_the_python_risk_remains():
+    (risk,) = foresee(inspect_model(MODELS / "tf218-keras3-lambda.keras"), (), "3.11", safe_mode=False)
+    assert risk.kind == "lambda-python"
 
 
 def test_the_warnings_are_in_the_plan_notes_of_a_dry_run():

@@ -12,6 +12,7 @@ from smenv.env import releases
 from smenv.env.bases import BaseAvailability
 from smenv.env.requirements import parse_requirements
 from smenv.env.resolve import ResolutionError, ResolveOptions, choose_base_image, resolve
+from smenv.errors import WeightsOnly
 from smenv.model.inspect import inspect_model
 
 MODELS = FIXTURES / "models"
@@ -106,8 +107,9 @@ def test_keras2_model_on_keras3_tensorflow_uses_tf_keras():
 
 
 def test_weights_only_is_refused_before_building():
-    with pytest.raises(ResolutionError, match="weights only"):
+    with pytest.raises(WeightsOnly, match="weights only") as refused:
         plan_for(MODELS / "tf215-weights.h5")
+    assert refused.value.exit_code == 26  # as when the verifier finds it: one code for one failure
 
 
 def test_companion_added_when_the_model_needs_it():
@@ -206,3 +208,23 @@ def test_a_companion_known_only_by_a_keras_class_in_a_savedmodel_is_optional():
 def test_a_companion_the_requirements_ask_for_is_never_optional(tmp_path):
     plan = plan_for(CORPUS / "tfx-keras-serving", "tensorflow-transform\n", tmp_path)
     assert next(p for p in plan.packages if p.name == "tensorflow-transform").optional == ""
+
+
+def test_unsafe_deserialization_is_recorded_as_a_warning_and_in_smenv_json():
+    plan = plan_for(MODELS / "tf218-keras3-lambda.keras", unsafe_deserialization=True)
+    assert plan.keras_safe_mode is False and plan.to_json()["keras_safe_mode"] is False
+    decision = next(d for d in plan.decisions if d.topic == "keras_safe_mode")
+    assert decision.level == "warning" and decision.choice == "off"
+    assert "1 Lambda layer(s)" in decision.reason and "safe_mode=False" in decision.reason
+
+
+def test_safe_mode_is_the_default_and_is_not_written():
+    plan = plan_for(MODELS / "tf218-keras3-lambda.keras")
+    assert plan.keras_safe_mode is True and "keras_safe_mode" not in plan.to_json()  # images built before stay the same
+    assert not [d for d in plan.decisions if d.topic == "keras_safe_mode"]
+
+
+def test_unsafe_deserialization_says_it_does_nothing_for_a_plain_savedmodel():
+    plan = plan_for(MODELS / "tf215-savedmodel", unsafe_deserialization=True)
+    decision = next(d for d in plan.decisions if d.topic == "keras_safe_mode")
+    assert decision.level == "info" and "no effect" in decision.reason

@@ -245,3 +245,50 @@ def test_diagnose_keeps_the_synthetic_advice_for_older_results():
               "error": {"type": "RuntimeError", "message": "signature serving_default failed: ..."}}
     d = diagnose(result, plan_for(MODELS / "tf215-savedmodel", "saved_model"))
     assert d.kind == "call_failed" and "--sample-input" in d.fix and "synthetic" in d.fix
+
+
+# -- load_keras_model: --unsafe-deserialization reaches keras.models.load_model ------------------------
+
+
+class _Keras3:
+    """The parts of Keras 3 that load_keras_model touches: load_model with safe_mode, keras.config."""
+
+    def __init__(self):
+        self.calls, self.unsafe = [], False
+        self.models = SimpleNamespace(load_model=self.load_model)
+        self.config = SimpleNamespace(enable_unsafe_deserialization=self.enable)
+
+    def load_model(self, filepath, custom_objects=None, compile=True, safe_mode=True):
+        self.calls.append({"compile": compile, "safe_mode": safe_mode})
+        return "model"
+
+    def enable(self):
+        self.unsafe = True
+
+
+def _plan(safe_mode=None):
+    environment = {"loader": "keras"} if safe_mode is None else {"loader": "keras", "keras_safe_mode": safe_mode}
+    return {"environment": environment}
+
+
+def test_safe_mode_stays_on_unless_the_plan_turns_it_off():
+    from smenv.runtime.verify import load_keras_model
+
+    keras = _Keras3()
+    assert load_keras_model(keras, "/m.keras", _plan()) == "model"
+    assert keras.calls == [{"compile": False, "safe_mode": True}] and not keras.unsafe
+    load_keras_model(keras, "/m.keras", _plan(False))
+    assert keras.calls[-1] == {"compile": False, "safe_mode": False} and keras.unsafe
+
+
+def test_a_keras_without_safe_mode_is_called_without_it():
+    from smenv.runtime.verify import load_keras_model
+
+    calls = []
+
+    def load_model(filepath, custom_objects=None, compile=True):  # tf.keras before 2.13: no safe_mode keyword
+        calls.append(compile)
+        return "model"
+
+    old_keras = SimpleNamespace(models=SimpleNamespace(load_model=load_model))
+    assert load_keras_model(old_keras, "/m.h5", _plan(False)) == "model" and calls == [False]

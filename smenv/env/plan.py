@@ -63,6 +63,9 @@ class EnvironmentPlan:
     # The model's own release, when it cannot be built on this host and the plan uses the nearest one
     # that loads the model instead (env/fallback.py); None when the plan is exact.
     exact_release: str | None = None
+    # False only with --unsafe-deserialization: Keras then loads the model with safe_mode=False, so
+    # the Lambda bytecode saved in it runs in the image.
+    keras_safe_mode: bool = True
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -70,6 +73,8 @@ class EnvironmentPlan:
         for package in data["packages"]:  # said only where it applies: smenv.json, and so the image, stays as it was
             if not package["optional"]:
                 del package["optional"]
+        if self.keras_safe_mode:  # the default is not written: smenv.json, and so the image, stays as it was
+            del data["keras_safe_mode"]
         return data
 
     def with_decision(self, decision: Decision) -> EnvironmentPlan:

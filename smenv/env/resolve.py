@@ -19,7 +19,7 @@ from smenv.env.gpu import CUDA_IMAGES, ROUTES_WITH_CUDA_IMAGE
 from smenv.env.plan import Decision, EnvironmentPlan, Package, requirement_name
 from smenv.env.releases import Release, UnknownRelease
 from smenv.env.requirements import Requirement, Requirements
-from smenv.errors import ExactReleaseUnavailable, ResolutionError, UsageError
+from smenv.errors import ExactReleaseUnavailable, ResolutionError, UsageError, WeightsOnly
 from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, CompanionPackage, ModelFacts
 
 # Names under which TensorFlow itself can appear in a requirements file.
@@ -41,6 +41,7 @@ class ResolveOptions:
     as_of: str | None = None  # ISO date or datetime
     extra_packages: tuple[str, ...] = ()  # added by --fix
     exact: bool = False  # --exact: refuse rather than plan onto the nearest release that loads the model
+    unsafe_deserialization: bool = False  # load with Keras safe_mode=False: the model's Lambda bytecode runs
     bases: BaseAvailability = BaseAvailability()  # which Pythons' base images this host can obtain
 
 
@@ -60,7 +61,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     reqs = reqs or Requirements()
     b = _Builder()
     if facts.weights_only:
-        raise ResolutionError(
+        raise WeightsOnly(
             "this file holds weights only: loading it needs the Python code that builds the model. "
             "Save the whole model (model.save('model.keras')) and build from that",
             facts.path,
@@ -94,6 +95,8 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         env.append(("TF_USE_LEGACY_KERAS", "1"))
     if opts.base_image:
         b.decisions.append(_given_base_image(opts.base_image))
+    if opts.unsafe_deserialization:
+        _unsafe_deserialization(facts, b)
     return EnvironmentPlan(
         tensorflow_version=release.version,
         tensorflow_package=tf_package,
@@ -116,7 +119,20 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         env=tuple(env),
         decisions=tuple(b.decisions),
         exact_release=exact_release,
+        keras_safe_mode=not opts.unsafe_deserialization,
     )
+
+
+def _unsafe_deserialization(facts: ModelFacts, b: _Builder) -> None:
+    """--unsafe-deserialization is the user's call (Keras makes it theirs too): said, as a warning."""
+    lambdas = sum(o.count for o in facts.custom_objects if o.kind == "lambda")
+    if facts.format not in (KERAS, H5, KERAS_SAVEDMODEL):
+        b.decide("keras_safe_mode", "off", "--unsafe-deserialization has no effect: the model is loaded as a SavedModel, not by Keras")
+        return
+    what = f"its {lambdas} Lambda layer(s)' saved Python bytecode runs" if lambdas else "saved Python bytecode (Lambda layers) would run"
+    b.decide("keras_safe_mode", "off",
+             f"--unsafe-deserialization: Keras loads the model with safe_mode=False, so {what} whenever the image "
+             "loads it; the image's labels say so (org.smenv.keras.safe_mode=false)", warning=True)
 
 
 # -- Base image ---------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Each of these used to surface only minutes later, as a failed verification:
 - a SavedModel whose graph reads variables but whose `variables/` directory is missing: the loader
   cannot restore them;
 - a Lambda layer: its function is marshalled CPython bytecode, which loads only on the Python minor
-  version that wrote it; no Keras format records that version.
+  version that wrote it; no Keras format records that version. In a `.keras` archive, Keras's safe mode
+  (on by default since the format exists) refuses it outright: exit 27 unless --unsafe-deserialization.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smenv.model.companions import package_for_object
-from smenv.model.facts import KERAS_SAVEDMODEL, SAVEDMODEL, CustomObject, ModelFacts
+from smenv.model.facts import KERAS, KERAS_SAVEDMODEL, SAVEDMODEL, CustomObject, ModelFacts
 
 # Ops that create or hold a variable (resource and reference variables; TF 1.x and 2.x graphs).
 VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable", "VarHandleOpV2")
@@ -22,12 +23,13 @@ VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable", "VarHandleOpV2")
 
 @dataclass(frozen=True)
 class LoadRisk:
-    kind: str  # custom-code | missing-variables | lambda-python
+    kind: str  # custom-code | missing-variables | lambda-python | lambda-safe-mode
     message: str
 
 
-def foresee(facts: ModelFacts, code: tuple[Path, ...], python: str | None) -> tuple[LoadRisk, ...]:
-    """What would make this model fail to load in the planned image; `python` is the image's Python."""
+def foresee(facts: ModelFacts, code: tuple[Path, ...], python: str | None, safe_mode: bool = True) -> tuple[LoadRisk, ...]:
+    """What would make this model fail to load in the planned image; `python` is the image's Python,
+    `safe_mode` whether Keras loads it in safe mode (the default; off with --unsafe-deserialization)."""
     risks = []
     missing = _objects_without_code(facts.custom_objects, code)
     if missing:
@@ -48,6 +50,12 @@ def foresee(facts: ModelFacts, code: tuple[Path, ...], python: str | None) -> tu
             f"saved the model; the model does not record which, and {image}: pass --python with the training "
             "Python if it differs (or replace the Lambda with a registered layer class)",
         ))
+        if facts.format == KERAS and safe_mode:
+            risks.append(LoadRisk(
+                "lambda-safe-mode",
+                "Keras's safe mode refuses the Lambda bytecode of a .keras archive, so loading will fail (exit 27): "
+                "after reviewing where the model comes from, build with --unsafe-deserialization",
+            ))
     return tuple(risks)
 
 

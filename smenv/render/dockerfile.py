@@ -92,7 +92,7 @@ def serving_name(facts: ModelFacts) -> str:
 def image_labels(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, base_image: str) -> dict[str, str]:
     """What went into the image, as labels: OCI's own keys and smenv's."""
     name = Path(facts.path).resolve().name or "model"
-    return {
+    labels = {
         "org.opencontainers.image.title": f"smenv: {name}",
         "org.opencontainers.image.description": f"{facts.format} model with TensorFlow {plan.tensorflow_version}, built by smenv",
         "org.opencontainers.image.base.name": base_image,
@@ -107,6 +107,9 @@ def image_labels(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, base_imag
         "org.smenv.model.digest": facts.digest,
         "org.smenv.lock.digest": lock.digest,
     }
+    if not plan.keras_safe_mode:  # for whoever audits what runs: this image runs the model's saved bytecode
+        labels["org.smenv.keras.safe_mode"] = "false"
+    return labels
 
 
 def render_dockerfile(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, *, base_image: str, install_python: bool,

@@ -17,6 +17,7 @@ model, which loaded, is not reported as failing; a call that fails on the user's
 """
 
 import argparse
+import inspect
 import json
 import platform
 import sys
@@ -105,7 +106,7 @@ def run(plan, args, result):
     if loader == "keras":
         keras = _keras_module(plan, tf)
         result["keras"] = getattr(keras, "__version__", None) or _keras_version(tf)
-        model = keras.models.load_model(path, compile=False)
+        model = load_keras_model(keras, path, plan)
         timings["load_s"] = round(time.perf_counter() - started, 3)
         log("model loaded with %s.models.load_model in %.1fs" % (keras.__name__, timings["load_s"]))
         result["stage"] = "call"
@@ -238,6 +239,23 @@ def _keras_module(plan, tf):
 
         return keras
     return tf.keras
+
+
+def load_keras_model(keras, path, plan):
+    """keras.models.load_model, with safe_mode=False where the plan says so (--unsafe-deserialization).
+    Keras 3 and tf.keras >= 2.13 take safe_mode; older tf.keras have no safe mode to turn off."""
+    kwargs = {"compile": False}
+    if plan["environment"].get("keras_safe_mode", True) is False:
+        config = getattr(keras, "config", None)
+        if hasattr(config, "enable_unsafe_deserialization"):
+            config.enable_unsafe_deserialization()  # Keras 3: also covers objects deserialized outside load_model
+        try:
+            parameters = inspect.signature(keras.models.load_model).parameters
+        except (TypeError, ValueError):
+            parameters = {}
+        if "safe_mode" in parameters:
+            kwargs["safe_mode"] = False
+    return keras.models.load_model(path, **kwargs)
 
 
 def _keras_version(tf):

@@ -214,8 +214,9 @@ def _lambda(text: str, plan: ImagePlan) -> Diagnosis | None:
             "lambda_safe_mode",
             "the model has a Lambda layer (saved Python bytecode), which Keras refuses to load by default",
             "Keras's safe mode blocks Lambda bytecode because loading it runs arbitrary code. After reviewing where the "
-            "model comes from, load it in your own code with keras.models.load_model(path, safe_mode=False), on the "
-            f"same Python minor as training (the image has {python}); better, replace the Lambda with a registered custom layer",
+            "model comes from, rebuild with --unsafe-deserialization (the image then loads it with safe_mode=False; the "
+            f"bytecode needs the Python minor it was saved with, the image has {python}); better, replace the Lambda with "
+            "a registered custom layer",
             {"python": plan.python},
         )
     if _BYTECODE.search(text) and any(o.kind == "lambda" for o in plan.objects):

@@ -170,7 +170,7 @@ class TensorFlowAdapter(Adapter):
                 return
             self._loaded = None
         keras = verify._keras_module(self.plan, tf)
-        self._keras_model = keras.models.load_model(self.path, compile=False)
+        self._keras_model = verify.load_keras_model(keras, self.path, self.plan)
         self.platform = "tensorflow_keras"
         self._signatures[KERAS_SIGNATURE] = self._keras_signature(verify)
 

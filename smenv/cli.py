@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from smenv import __version__, console
-from smenv.errors import SmenvError, Terminated
+from smenv.errors import SmenvError, Terminated, UsageError
 
 app = typer.Typer(
     name="smenv",
@@ -373,6 +373,8 @@ def serve(
     with _handled(False):
         engine = connect()
         image = target
+        if unsafe_deserialization and not Path(target).exists():
+            raise UsageError(f"--unsafe-deserialization applies when serve builds a model: {target} is an image, whose smenv.json already decides")
         if Path(target).exists():
             from smenv import pipeline
             from smenv.env.resolve import ResolveOptions

@@ -228,3 +228,4 @@ def test_unsafe_deserialization_says_it_does_nothing_for_a_plain_savedmodel():
     plan = plan_for(MODELS / "tf215-savedmodel", unsafe_deserialization=True)
     decision = next(d for d in plan.decisions if d.topic == "keras_safe_mode")
     assert decision.level == "info" and "no effect" in decision.reason
+    assert plan.keras_safe_mode is True and "keras_safe_mode" not in plan.to_json()  # so no label either

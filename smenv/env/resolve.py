@@ -119,7 +119,8 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         env=tuple(env),
         decisions=tuple(b.decisions),
         exact_release=exact_release,
-        keras_safe_mode=not opts.unsafe_deserialization,
+        # Only a Keras loader has a safe mode: a plain SavedModel's plan, smenv.json and labels stay as they were.
+        keras_safe_mode=not (opts.unsafe_deserialization and facts.format in (KERAS, H5, KERAS_SAVEDMODEL)),
     )
 
 

@@ -248,7 +248,7 @@ def load_keras_model(keras, path, plan):
     if plan["environment"].get("keras_safe_mode", True) is False:
         config = getattr(keras, "config", None)
         if hasattr(config, "enable_unsafe_deserialization"):
-            config.enable_unsafe_deserialization()  # Keras 3: also covers objects deserialized outside load_model
+            config.enable_unsafe_deserialization()  # Keras 3: the loading thread's setting, beside the keyword below
         try:
             parameters = inspect.signature(keras.models.load_model).parameters
         except (TypeError, ValueError):

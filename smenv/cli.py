@@ -373,9 +373,10 @@ def serve(
     with _handled(False):
         engine = connect()
         image = target
-        if unsafe_deserialization and not Path(target).exists():
+        is_model = Path(target).exists()
+        if unsafe_deserialization and not is_model:
             raise UsageError(f"--unsafe-deserialization applies when serve builds a model: {target} is an image, whose smenv.json already decides")
-        if Path(target).exists():
+        if is_model:
             from smenv import pipeline
             from smenv.env.resolve import ResolveOptions
 

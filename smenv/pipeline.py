@@ -87,10 +87,11 @@ def generate(
     facts, env_plan = plan(model, requirements, options)
     nearest = _nearest_release_note(env_plan)
     # Said now, before minutes of locking and building, and kept in the plan's notes (--json, smenv.json).
-    for warning in _warnings(facts, code, env_plan.python_candidates[0], env_plan.keras_safe_mode):
+    warnings = _warnings(facts, code, env_plan.python_candidates[0], env_plan.keras_safe_mode)
+    for warning in warnings:
         progress(warning)
     if dry_run:
-        notes = (*nearest, *_warnings(facts, code, env_plan.python_candidates[0], env_plan.keras_safe_mode))
+        notes = (*nearest, *warnings)
         return Generated(facts, env_plan, None, None, None, None, notes, _plan_json(facts, env_plan, None, None, notes, code))
     progress("locking the environment")
     env_plan, the_lock, notes = lock_plan(env_plan, progress)

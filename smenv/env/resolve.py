@@ -95,8 +95,9 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         env.append(("TF_USE_LEGACY_KERAS", "1"))
     if opts.base_image:
         b.decisions.append(_given_base_image(opts.base_image))
+    keras_loads = facts.format in (KERAS, H5, KERAS_SAVEDMODEL)
     if opts.unsafe_deserialization:
-        _unsafe_deserialization(facts, b)
+        _unsafe_deserialization(facts, keras_loads, b)
     return EnvironmentPlan(
         tensorflow_version=release.version,
         tensorflow_package=tf_package,
@@ -108,7 +109,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         cudnn=release.cudnn if opts.gpu else None,
         keras_major=2 if legacy_keras else release.keras_major,
         legacy_keras=legacy_keras,
-        loader="keras" if facts.format in (KERAS, H5, KERAS_SAVEDMODEL) else "saved_model",
+        loader="keras" if keras_loads else "saved_model",
         base_image=opts.base_image,
         as_of=as_of,
         cutoff_exempt=tuple(sorted(set(b.exempt))),
@@ -120,14 +121,14 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         decisions=tuple(b.decisions),
         exact_release=exact_release,
         # Only a Keras loader has a safe mode: a plain SavedModel's plan, smenv.json and labels stay as they were.
-        keras_safe_mode=not (opts.unsafe_deserialization and facts.format in (KERAS, H5, KERAS_SAVEDMODEL)),
+        keras_safe_mode=not (opts.unsafe_deserialization and keras_loads),
     )
 
 
-def _unsafe_deserialization(facts: ModelFacts, b: _Builder) -> None:
+def _unsafe_deserialization(facts: ModelFacts, keras_loads: bool, b: _Builder) -> None:
     """--unsafe-deserialization is the user's call (Keras makes it theirs too): said, as a warning."""
-    lambdas = sum(o.count for o in facts.custom_objects if o.kind == "lambda")
-    if facts.format not in (KERAS, H5, KERAS_SAVEDMODEL):
+    lambdas = facts.lambda_layers
+    if not keras_loads:
         b.decide("keras_safe_mode", "off", "--unsafe-deserialization has no effect: the model is loaded as a SavedModel, not by Keras")
         return
     what = f"its {lambdas} Lambda layer(s)' saved Python bytecode runs" if lambdas else "saved Python bytecode (Lambda layers) would run"

@@ -104,6 +104,11 @@ class ModelFacts:
     notes: tuple[str, ...] = ()
     call_hints: tuple[CallHint, ...] = ()  # for the verifier's synthetic input, read from configs and signatures
 
+    @property
+    def lambda_layers(self) -> int:
+        """How many Lambda layers hold saved Python bytecode (load_risks.py warns, resolve.py says so)."""
+        return sum(o.count for o in self.custom_objects if o.kind == "lambda")
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         # Tuples become lists in JSON anyway; spell the shapes out so `null` means "unknown".

@@ -41,7 +41,7 @@ def foresee(facts: ModelFacts, code: tuple[Path, ...], python: str | None, safe_
             f"the graph creates variables ({variables} {_ops_named(facts.ops)} node(s)) but {Path(facts.model_root).name}/ has no variables/ directory "
             "(variables.index and its data shards): loading cannot restore them; copy the whole exported directory",
         ))
-    lambdas = sum(o.count for o in facts.custom_objects if o.kind == "lambda")
+    lambdas = facts.lambda_layers
     if lambdas:
         image = f"the image uses Python {python}" if python else "the image's Python must match it"
         risks.append(LoadRisk(

@@ -74,6 +74,10 @@ UnsafeOption = Annotated[
     bool,
     typer.Option("--unsafe-deserialization", help="Load the model with Keras's safe_mode=False, so the Python bytecode of its Lambda layers runs in the image (Keras refuses it by default, exit 27). Only for a model whose origin you trust; the image is labelled org.smenv.keras.safe_mode=false."),
 ]
+BuilderOption = Annotated[
+    Optional[str],
+    typer.Option("--model-builder", metavar="MODULE:FUNCTION", help="For a weights-only file (model.save_weights): a function in your --code that returns the model, built; the image calls it, then reads the weights into it with load_weights. Checked on the host without running it."),
+]
 AsOfOption = Annotated[
     Optional[str],
     typer.Option("--as-of", help="Resolve packages as of this date (YYYY-MM-DD; default: the model's save date, else the TensorFlow release date)."),
@@ -110,6 +114,20 @@ def _handled(as_json: bool):
         internal = SmenvError(f"internal error: {type(exc).__name__}: {exc} (rerun with SMENV_DEBUG=1 and report it)")
         console.print_error(internal, as_json)
         raise typer.Exit(1) from None
+
+
+def _builder(spec: str | None, code: list[Path] | None):
+    """--model-builder parsed and found in the --code modules (without running them), None when not
+    given: a malformed or misnamed one is exit 2 before the engine is asked or anything is locked."""
+    from smenv.model.builder import check, parse
+    from smenv.pipeline import check_code
+
+    if spec is None:
+        return None
+    builder = parse(spec)
+    check_code(tuple(code or ()))
+    check(builder, tuple(code or ()))
+    return builder
 
 
 def _version_callback(value: bool) -> None:
@@ -171,6 +189,7 @@ def generate(
     as_of: AsOfOption = None,
     code: CodeOption = None,
     unsafe_deserialization: UnsafeOption = False,
+    model_builder: BuilderOption = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Download the locked wheels into the context, so `docker build` needs no network.")
     ] = False,
@@ -201,7 +220,7 @@ def generate(
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
                                  bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact,
-                                 unsafe_deserialization=unsafe_deserialization)
+                                 unsafe_deserialization=unsafe_deserialization, model_builder=_builder(model_builder, code))
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         with console.progress() as progress:
             result = pipeline.generate(
@@ -242,6 +261,7 @@ def build(
     as_of: AsOfOption = None,
     code: CodeOption = None,
     unsafe_deserialization: UnsafeOption = False,
+    model_builder: BuilderOption = None,
     online: Annotated[
         bool, typer.Option("--online", help="Install from the index during the build instead of from wheels the host downloaded.")
     ] = False,
@@ -271,7 +291,8 @@ def build(
     `smenv build ./export/1 -r requirements.txt` ·
     `smenv build model.keras --code src/my_layers --tag registry.local/ml/model:1` ·
     `smenv build ./model --fix --json` ·
-    `smenv build text_model.h5 --sample-input tokens.npz`
+    `smenv build text_model.h5 --sample-input tokens.npz` ·
+    `smenv build weights.h5 --code model_def.py --model-builder model_def:build_model`
     """
     from smenv import pipeline
     from smenv.docker.engine import Sandbox
@@ -282,7 +303,7 @@ def build(
     with _handled(as_json):
         options = ResolveOptions(tf_version=tf_version, python=python, gpu=gpu, base_image=base_image, as_of=as_of,
                                  bases=BaseAvailability(registry=registry_option(base_registry)), exact=exact,
-                                 unsafe_deserialization=unsafe_deserialization)
+                                 unsafe_deserialization=unsafe_deserialization, model_builder=_builder(model_builder, code))
         check_options(python, as_of, tf_version)  # a mistyped value is exit 2 before any work
         if sample_input is not None:  # before minutes of locking and building
             _check_sample(sample_input, model, model_version, tags)
@@ -352,6 +373,7 @@ def serve(
     requirements: RequirementsOption = None,
     code: CodeOption = None,
     unsafe_deserialization: UnsafeOption = False,
+    model_builder: BuilderOption = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Leave the server running and print how to stop it.")] = False,
     memory: SandboxMemory = "4g",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the model to load and warm up.")] = 600.0,
@@ -371,18 +393,20 @@ def serve(
     from smenv.docker.engine import Sandbox, connect
 
     with _handled(False):
-        engine = connect()
         image = target
         is_model = Path(target).exists()
-        if unsafe_deserialization and not is_model:
-            raise UsageError(f"--unsafe-deserialization applies when serve builds a model: {target} is an image, whose smenv.json already decides")
+        for flag, given in (("--unsafe-deserialization", unsafe_deserialization), ("--model-builder", model_builder)):
+            if given and not is_model:
+                raise UsageError(f"{flag} applies when serve builds a model: {target} is an image, whose smenv.json already decides")
+        builder = _builder(model_builder, code)
+        engine = connect()
         if is_model:
             from smenv import pipeline
             from smenv.env.resolve import ResolveOptions
 
             with console.progress() as progress:
                 built = pipeline.build(pipeline.ModelInput(Path(target)), requirements,
-                                       ResolveOptions(unsafe_deserialization=unsafe_deserialization),
+                                       ResolveOptions(unsafe_deserialization=unsafe_deserialization, model_builder=builder),
                                        code=tuple(code or ()), verify=False, engine=engine, progress=progress)
             image = built.image
             console.out.print(f"Image {image} ({built.image_id[:19]})")

@@ -16,6 +16,7 @@ from smenv.env.lock import Lock, lock_plan
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.requirements import Requirements, parse_requirements
 from smenv.env.resolve import BaseImageChoice, ResolveOptions, choose_base_image, resolve
+from smenv.model.builder import check as check_builder
 from smenv.model.facts import ModelFacts
 from smenv.model.inspect import inspect_model
 from smenv.model.load_risks import foresee
@@ -69,6 +70,13 @@ def plan(model: ModelInput, requirements: Path | None, options: ResolveOptions) 
     return facts, resolve(facts, reqs, options)
 
 
+def check_code(code: tuple[Path, ...]) -> None:
+    """Every --code path exists (it is copied into the context and the image)."""
+    for c in code:
+        if not c.exists():
+            raise ContextError("--code path not found", c)
+
+
 def generate(
     model: ModelInput,
     requirements: Path | None,
@@ -80,9 +88,9 @@ def generate(
     dry_run: bool = False,
     progress: Progress = lambda msg: None,
 ) -> Generated:
-    for c in code:
-        if not c.exists():
-            raise ContextError("--code path not found", c)
+    check_code(code)
+    if options.model_builder is not None:
+        check_builder(options.model_builder, code)  # a typo is said now, not after the build
     progress("reading the model")
     facts, env_plan = plan(model, requirements, options)
     nearest = _nearest_release_note(env_plan)

@@ -699,6 +699,60 @@ def run_sample_input(sandbox: Sandbox, data: bytes) -> None:
     sandbox.check(case, lambda: check_sample_input(path))
 
 
+# -- --model-builder: the spec, and the --code module whose source is searched for the function ---------
+
+_BUILDER_FILES = sorted((REPO / "tests" / "fixtures" / "usercode").glob("*.py"))
+BUILDER_SPECS = ["m:build", "m:tiny_functional", "smenv_fixture_builders:tiny_functional", "m.sub:build", "m:",
+                 ":build", "m", "m:build:x", "m-x:build", "m:build()", "\x00:x", "m:\u00e9", "\u4e00:f", "..:f", "", "m." + "a" * 300 + ":f",
+                 "m." + ".".join(["b"] * 3000) + ":f", "verify:build", "serve:build"]
+
+
+def encode_builder(spec: str, source: bytes) -> bytes:
+    return spec.encode("utf-8", "surrogatepass") + b"\n" + source
+
+
+def run_model_builder(sandbox: Sandbox, data: bytes) -> None:
+    """The spec (first line) parsed as the CLI does, then looked up in the module (the rest), written
+    where --code would name it: a file m.py, or a package m/ with the source in m/__init__.py and m/sub.py."""
+    from smenv.model.builder import check, parse
+
+    spec_bytes, _, source = data.partition(b"\n")
+    spec = spec_bytes.decode("utf-8", "replace")
+    case = sandbox.case()
+    if source[:1] == b"P":  # some inputs as a package, the rest as a single module file
+        code = case / "m"
+        code.mkdir()
+        for name in ("__init__.py", "sub.py"):
+            (code / name).write_bytes(source)
+    else:
+        code = case / "m.py"
+        code.write_bytes(source)
+    sandbox.check(case, lambda: check(parse(spec), (code,)))
+
+
+_SOURCES = [
+    b"def build():\n    return None\n", b"import tensorflow as tf\nbuild = tf.keras.Sequential\n", b"",
+    b"\xef\xbb\xbfdef build(): pass\n", b"# -*- coding: latin-1 -*-\ndef build(): pass\n",
+    b"# -*- coding: bogus -*-\ndef build(): pass\n", b"x = 1\x00\n", b"def build(:\n", b"\xff\xfe",
+    b"(" * 300, b"-" * 200000 + b"1", b"a." * 200000 + b"b", b"not " * 100000 + b"x", b"if x:\n" + b"  pass\n",
+    b"class build:\n    pass\n", b"from x import (a as build, b)\n", b"build: int\n", b"(build, other) = 1, 2\n",
+]
+
+
+@st.composite
+def builder_inputs(draw) -> bytes:
+    spec = draw(st.one_of(st.sampled_from(BUILDER_SPECS), st.text(max_size=40).filter(lambda t: "\n" not in t)))
+    source = draw(st.one_of(st.sampled_from(_SOURCES), mutated(_BUILDER_FILES), st.binary(max_size=400),
+                            st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+    return encode_builder(spec, source)
+
+
+def _seed_builders() -> list[bytes]:
+    real = (REPO / "tests" / "fixtures" / "usercode" / "smenv_fixture_builders.py").read_bytes()
+    return [encode_builder("m:tiny_functional", real), encode_builder("m:build", _SOURCES[0]),
+            encode_builder("m.sub:build", b"P = 1\ndef build(): pass\n"), encode_builder("m:too_wide", real)]
+
+
 class _Image:
     """The two answers of the engine `smenv verify` reads before it starts a container."""
 
@@ -888,6 +942,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("requirements", "requirements files (includes, constraints, links, index options)", run_requirements,
            requirements_files, _seed_requirements, engine="hypothesis"),
     Target("sample-input", "--sample-input .npz files", run_sample_input, sample_inputs, _seed_npz, engine="both"),
+    Target("model-builder", "--model-builder and the --code module it names", run_model_builder, builder_inputs,
+           _seed_builders, engine="both"),
     Target("image-plan", "smenv.json read back from an image", run_image_plan, image_plans,
            lambda: [json.dumps(p).encode() for p in real_plans()], engine="both"),
     Target("image-labels", "the labels of an image given to verify", run_image_labels, image_labels,

@@ -360,6 +360,52 @@ CASES = [
         ["model.save"],
     ),
     (
+        "weights that do not fit the --model-builder's model (legacy HDF5 reader)",
+        # keras/src/legacy/saving/legacy_h5_format.py, load_weights_from_hdf5_group()
+        failed("load", "ValueError", "Shape mismatch in layer #0 (named hidden)for weight hidden/kernel. Weight expects "
+               "shape (4, 8). Received saved weight with shape (4, 4)"),
+        {**make_plan(fmt="h5", producer=None, keras_version="2.15.0"),
+         "environment": {**make_plan()["environment"], "loader": "keras", "model_builder": "my_model:build"}},
+        {},
+        "weights_mismatch",
+        (),
+        ["my_model:build", "same shapes"],
+    ),
+    (
+        "weights that do not fit the --model-builder's model (TensorFlow 2.15's assignment check)",
+        # What tests/test_docker_build.py meets with tf215-weights.h5 and a too wide hidden layer.
+        failed("load", "ValueError", "Cannot assign value to variable ' hidden/kernel:0': Shape mismatch.The variable "
+               "shape (4, 8), and the assigned value shape (4, 4) are incompatible."),
+        {**make_plan(fmt="h5", producer=None, keras_version="2.15.0"),
+         "environment": {**make_plan()["environment"], "loader": "keras", "model_builder": "my_model:build"}},
+        {},
+        "weights_mismatch",
+        (),
+        ["my_model:build", "same shapes"],
+    ),
+    (
+        "weights that do not fit the --model-builder's model (Keras 3 .weights.h5)",
+        # keras/src/backend/common/variables.py, KerasVariable.assign()
+        failed("load", "ValueError", "The shape of the target variable and the shape of the target value in "
+               "`variable.assign(value)` must match. variable.shape=(4, 8), Received: value.shape=(4, 4). Target variable: "
+               "<KerasVariable shape=(4, 8), dtype=float32, path=hidden/kernel>"),
+        {**make_plan(tf="2.17.1", keras_major=3, fmt="h5", producer=None),
+         "environment": {**make_plan(tf="2.17.1", keras_major=3)["environment"], "loader": "keras", "model_builder": "my_model:build"}},
+        {},
+        "weights_mismatch",
+        (),
+        ["my_model:build", "same shapes"],
+    ),
+    (
+        "a shape mismatch without --model-builder is not blamed on a builder",
+        failed("load", "ValueError", "Shape mismatch in layer #0 (named hidden)for weight hidden/kernel."),
+        make_plan(fmt="h5", producer=None, keras_version="2.15.0"),
+        {},
+        "load_failed",
+        (),
+        [],
+    ),
+    (
         "Lambda bytecode from another Python (legacy .h5, no safe mode)",
         # Python's marshal.loads() (Python/marshal.c), called by Keras's func_load() on the Lambda's code.
         failed("load", "ValueError", "bad marshal data (unknown type code)"),
@@ -651,7 +697,7 @@ def test_to_json_and_contract():
     # The CLI contract: these numbers never change.
     assert KINDS == {
         "op_not_registered": 20, "unknown_object": 21, "keras_format_mismatch": 22, "missing_module": 23,
-        "numpy_abi": 24, "savedmodel_too_new": 25, "weights_only": 26, "lambda_safe_mode": 27,
+        "numpy_abi": 24, "savedmodel_too_new": 25, "weights_only": 26, "weights_mismatch": 26, "lambda_safe_mode": 27,
         "timeout": 28, "out_of_memory": 29, "load_failed": 30, "call_failed": 31,
     }
 

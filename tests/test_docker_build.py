@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import CORPUS, FIXTURES, REPO
 from smenv import pipeline
@@ -94,6 +95,52 @@ def test_a_lambda_is_refused_in_safe_mode_and_served_with_unsafe_deserialization
     assert docker_engine.image_info(built.image).labels["org.smenv.keras.safe_mode"] == "false"
     # Loading and calling ran the Lambda (it doubles its input and touches a file in the tmpfs /tmp: tests/fixtures/generators/tf218.py).
     assert built.verdict.result["keras"] == "3.8.0" and built.verdict.result["signatures"][0]["outputs"][0]["shape"] == [1, 1]
+
+
+def test_a_weights_only_file_loads_into_the_model_its_builder_returns(base_image_311, docker_engine, tmp_path):
+    """tf215-weights.h5 (model.save_weights) with --model-builder, through the CLI as a user runs it: a
+    builder whose model does not fit is diagnosed (exit 26); the right one loads, and the image serves
+    what the same model saved whole (tf215-full.h5) computes."""
+    weights, code = MODELS / "tf215-weights.h5", USERCODE / "smenv_fixture_builders.py"
+    tag = "smenv-test/weights-builder:1"
+
+    def cli(builder: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "smenv", "build", str(weights), "--code", str(code),
+                               "--model-builder", builder, "--tag", tag, "--json"],
+                              capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+
+    container = None
+    try:
+        wrong = cli("smenv_fixture_builders:too_wide")
+        assert wrong.returncode == 26, wrong.stderr[-2000:]
+        diagnosis = json.loads(wrong.stdout)["verification"]["diagnosis"]
+        assert diagnosis["kind"] == "weights_mismatch" and "smenv_fixture_builders:too_wide" in diagnosis["fix"]
+        assert "hidden" in diagnosis["summary"]  # the layer whose weights do not fit
+
+        right = cli("smenv_fixture_builders:tiny_functional")
+        assert right.returncode == 0, right.stderr[-2000:]
+        data = json.loads(right.stdout)
+        assert data["verification"]["serve"]["ok"], data["verification"]
+        labels = docker_engine.image_info(tag).labels
+        assert labels["org.smenv.model.builder"] == "smenv_fixture_builders:tiny_functional"
+
+        from test_serve_image import free_port, wait_ready
+
+        port = free_port()
+        container = subprocess.run(["docker", "run", "-d", "-p", f"127.0.0.1:{port}:8501", "--read-only", "--tmpfs", "/tmp", tag],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+        url = f"http://127.0.0.1:{port}"
+        assert wait_ready(url, container)
+        expected = json.loads((MODELS / "EXPECTED.json").read_text())["tf215-full.h5"]["example_call"]
+        answer = requests.post(f"{url}/v1/models/{labels['org.smenv.model.name']}:predict", json={"instances": expected["input"]}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        served = [value for row in answer.json()["predictions"] for value in row]
+        assert served == pytest.approx([value for row in expected["output"] for value in row], rel=1e-5)
+    finally:
+        if container:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        if docker_engine.image_info(tag) is not None:
+            docker_engine.remove_image(tag, force=True)
 
 
 def test_custom_layer_is_diagnosed_without_code_and_loads_with_it(base_image_311, docker_engine, tmp_path):

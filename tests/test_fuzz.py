@@ -178,6 +178,12 @@ def test_sample_input_reader(sandbox, data):
 
 @FUZZ_SMALL
 @given(data=st.data())
+def test_model_builder_and_the_module_it_names(sandbox, data):
+    TARGETS["model-builder"].run(sandbox, data.draw(TARGETS["model-builder"].inputs()))
+
+
+@FUZZ_SMALL
+@given(data=st.data())
 def test_smenv_json_read_back_from_an_image(sandbox, data):
     TARGETS["image-plan"].run(sandbox, data.draw(TARGETS["image-plan"].inputs()))
 

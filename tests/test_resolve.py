@@ -12,7 +12,8 @@ from smenv.env import releases
 from smenv.env.bases import BaseAvailability
 from smenv.env.requirements import parse_requirements
 from smenv.env.resolve import ResolutionError, ResolveOptions, choose_base_image, resolve
-from smenv.errors import WeightsOnly
+from smenv.errors import UsageError, WeightsOnly
+from smenv.model.builder import ModelBuilder
 from smenv.model.inspect import inspect_model
 
 MODELS = FIXTURES / "models"
@@ -110,6 +111,44 @@ def test_weights_only_is_refused_before_building():
     with pytest.raises(WeightsOnly, match="weights only") as refused:
         plan_for(MODELS / "tf215-weights.h5")
     assert refused.value.exit_code == 26  # as when the verifier finds it: one code for one failure
+    assert "--model-builder" in refused.value.message  # the way out is named
+
+
+def test_weights_only_with_a_model_builder_is_planned_from_the_files_keras():
+    plan = plan_for(MODELS / "tf215-weights.h5", model_builder=ModelBuilder("my_model", "build"))
+    # The weights file records Keras 2.15.0, as a whole-model .h5 does: the same release is chosen.
+    assert (plan.tensorflow_version, plan.loader, plan.model_builder) == ("2.15.1", "keras", "my_model:build")
+    assert plan.to_json()["model_builder"] == "my_model:build"
+    assert "load_weights" in decision(plan, "loader").choice
+
+
+def test_keras3_weights_with_a_model_builder_load_through_keras_3_not_tf_keras(tmp_path):
+    """Keras 3's save_weights('w.weights.h5') records no version (the release comes from --tf-version or a pin)
+    and is read by Keras 3 itself: no tf-keras, unlike a Keras 2 weights file on the same TensorFlow."""
+    import h5py
+
+    path = tmp_path / "w.weights.h5"
+    with h5py.File(path, "w") as f:  # the layout of keras/src/saving/saving_lib.py's H5IOStore
+        f.create_dataset("layers/dense/vars/0", data=[[0.5]])
+        f.create_group("vars")
+    builder = ModelBuilder("my_model", "build")
+    plan = plan_for(path, model_builder=builder, tf_version="2.17.1")
+    assert inspect_model(path).weights_layout == "keras3-weights"
+    assert (plan.keras_major, plan.legacy_keras, plan.model_builder) == (3, False, "my_model:build")
+    keras2 = plan_for(MODELS / "tf215-weights.h5", model_builder=builder, tf_version="2.17.1")
+    assert keras2.legacy_keras and "tf-keras==2.17.*" in [p.requirement for p in keras2.packages]
+
+
+def test_unsafe_deserialization_with_a_model_builder_is_a_usage_error():
+    with pytest.raises(UsageError, match="no effect with --model-builder"):
+        plan_for(MODELS / "tf215-weights.h5", model_builder=ModelBuilder("m", "b"), unsafe_deserialization=True)
+
+
+def test_a_model_builder_for_a_whole_model_is_a_usage_error():
+    with pytest.raises(UsageError, match="weights-only") as refused:
+        plan_for(MODELS / "tf215-full.h5", model_builder=ModelBuilder("my_model", "build"))
+    assert refused.value.exit_code == 2
+    assert "model_builder" not in plan_for(MODELS / "tf215-full.h5").to_json()  # smenv.json stays as it was
 
 
 def test_companion_added_when_the_model_needs_it():

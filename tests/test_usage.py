@@ -146,3 +146,14 @@ def test_build_context_inside_the_model_is_refused_before_the_engine_is_asked(tm
     assert proc.returncode == 9, proc.stderr
     assert "ctx: is inside the model directory" in proc.stderr and "Docker engine" not in proc.stderr
     assert not (model / "ctx").exists()
+
+
+def test_a_misnamed_model_builder_is_exit_2_before_the_engine_is_asked(tmp_path):
+    """The function is looked up in the --code module's source on the host (not run), before any build."""
+    weights, builders = MODELS / "tf215-weights.h5", FIXTURES / "usercode" / "smenv_fixture_builders.py"
+    proc = run_cli(["build", str(weights), "--code", str(builders), "--model-builder", "smenv_fixture_builders:nope"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"smenv: error: {builders}: --model-builder smenv_fixture_builders:nope: the module defines no top-level nope"]
+    image = run_cli(["serve", "smenv/some-model:1", "--model-builder", "m:build"], tmp_path)
+    assert image.returncode == 2 and "applies when serve builds a model" in image.stderr, image.stderr

@@ -292,3 +292,28 @@ def test_a_keras_without_safe_mode_is_called_without_it():
 
     old_keras = SimpleNamespace(models=SimpleNamespace(load_model=load_model))
     assert load_keras_model(old_keras, "/m.h5", _plan(False)) == "model" and calls == [False]
+
+
+def test_a_model_builder_is_called_and_the_weights_read_into_its_model(monkeypatch):
+    """--model-builder: the function from the user's module builds the model; load_model is not used."""
+    import types
+
+    from smenv.runtime.verify import load_keras_model
+
+    read = []
+
+    class Model:
+        def load_weights(self, path):
+            read.append(path)
+
+    module = types.ModuleType("user_builders")
+    module.build = Model
+    module.not_a_model = lambda: "a string"
+    monkeypatch.setitem(sys.modules, "user_builders", module)
+    keras = _Keras3()
+    plan = {"environment": {"loader": "keras", "model_builder": "user_builders:build"}}
+    assert isinstance(load_keras_model(keras, "/opt/smenv/model/w.h5", plan), Model)
+    assert read == ["/opt/smenv/model/w.h5"] and keras.calls == []
+    plan["environment"]["model_builder"] = "user_builders:not_a_model"
+    with pytest.raises(TypeError, match="returned str, not a Keras model"):
+        load_keras_model(keras, "/w.h5", plan)

@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "tests" / "fixtures" / "models"
 GOOD = MODELS / "tf215-savedmodel"
+BUILDERS = REPO / "tests" / "fixtures" / "usercode" / "smenv_fixture_builders.py"
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -83,6 +84,12 @@ def cases(d: Path) -> list[tuple[str, list[str]]]:
         ("`.h5` with no Keras attributes", ["inspect", str(_h5(d / "plain.h5", {"note": "hdf5, not keras"}))]),
         ("`.h5` cut in half", ["inspect", _half_h5(d)]),
         ("weights-only `.h5`, to build", ["generate", str(MODELS / "tf215-weights.h5"), "--dry-run"]),
+        ("weights-only `.h5`, `--model-builder` naming a function its module lacks",
+         ["generate", str(MODELS / "tf215-weights.h5"), "--code", str(BUILDERS), "--model-builder", "smenv_fixture_builders:tiny", "--dry-run"]),
+        ("`--model-builder` whose module is not given with `--code`",
+         ["generate", str(MODELS / "tf215-weights.h5"), "--model-builder", "my_model:build", "--dry-run"]),
+        ("`--model-builder` for a whole model", ["generate", str(MODELS / "tf215-full.h5"), "--code", str(BUILDERS),
+                                                 "--model-builder", "smenv_fixture_builders:tiny_functional", "--dry-run"]),
         ("requirements.txt that does not exist", ["generate", str(GOOD), "-r", str(d / "nope.txt"), "--dry-run"]),
         ("requirements line `numpy==`", ["generate", str(GOOD), "-r", str(_text(d / "bad-line.txt", "numpy==\n")), "--dry-run"]),
         ("requirements line `-e ./src`", ["generate", str(GOOD), "-r", str(_text(d / "editable.txt", "-e ./src\n")), "--dry-run"]),

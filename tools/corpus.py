@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make corpus`: build and verify every model in ../shared/corpus and tests/fixtures/models, as a new user
-would (no flags beyond the model, its custom-layer module where it has one, and --json), and write the
-table to docs/corpus.md: model, producer, the TensorFlow and Python smenv chose (and whether that is the
+would (no flags beyond the model, its custom-layer module where it has one, and --json; two fixtures get
+the one choice only their user can make, see CHOICES), and write the table to docs/corpus.md: model, producer, the TensorFlow and Python smenv chose (and whether that is the
 model's own release), the result, and the time each build took.
 
     .venv/bin/python tools/corpus.py [--only NAME ...] [--timeout SECONDS]
@@ -28,9 +28,19 @@ SMENV = REPO / ".venv" / "bin" / "smenv"
 OUT = REPO / "docs" / "corpus.md"
 RAW = REPO / "build" / "corpus"  # each model's `smenv build --json` answer, exit and time
 
+# What smenv cannot decide from a model's files and leaves to its user, given as the user would: the code
+# that builds a weights-only file's model, and trust in a Lambda layer's bytecode (Keras refuses it by
+# default). Shown in the table's model column.
+CHOICES = {
+    "tf215-weights.h5": ["--code", str(USERCODE / "smenv_fixture_builders.py"),
+                         "--model-builder", "smenv_fixture_builders:tiny_functional"],
+    "tf218-keras3-lambda.keras": ["--unsafe-deserialization"],
+}
 
-def models() -> list[tuple[str, Path, list[Path]]]:
-    found = [(p.name, p, []) for p in sorted(CORPUS.iterdir()) if p.is_dir()]
+
+def models() -> list[tuple[str, Path, list[str]]]:
+    """(table name, path, the flags beyond the model)."""
+    found: list[tuple[str, Path, list[str]]] = [(p.name, p, []) for p in sorted(CORPUS.iterdir()) if p.is_dir()]
     expected = json.loads((FIXTURES / "EXPECTED.json").read_text())
     for name in sorted(expected):
         path = FIXTURES / name
@@ -38,14 +48,13 @@ def models() -> list[tuple[str, Path, list[Path]]]:
             continue
         modules = {c.get("module") for c in expected[name].get("custom_objects") or [] if isinstance(c, dict)}
         code = [USERCODE / f"{m}.py" for m in sorted(m for m in modules if m) if (USERCODE / f"{m}.py").is_file()]
-        found.append((f"fixture {name}", path, code))
+        flags = [arg for c in code for arg in ("--code", str(c))] + CHOICES.get(name, [])
+        found.append((f"fixture {name}", path, flags))
     return found
 
 
-def build(path: Path, code: list[Path], timeout: float) -> dict:
-    cmd = [str(SMENV), "build", str(path), "--json"]
-    for c in code:
-        cmd += ["--code", str(c)]
+def build(path: Path, flags: list[str], timeout: float) -> dict:
+    cmd = [str(SMENV), "build", str(path), "--json", *flags]
     started = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -85,6 +94,14 @@ def row(name: str, outcome: dict) -> str:
             f"| {_cell(said)} |")
 
 
+def _choices(name: str) -> str:
+    """The user's choices (CHOICES) for the model column, with repository paths shortened."""
+    flags = CHOICES.get(name.removeprefix("fixture "))
+    if not flags:
+        return ""
+    return " (`" + " ".join(f.replace(str(USERCODE) + "/", "") for f in flags) + "`)"
+
+
 def _reason(env: dict, topic: str) -> str:
     """The plan's reason for one decision (environment.decisions), as smenv gave it."""
     return next((d.get("reason") or "" for d in env.get("decisions") or [] if d.get("topic") == topic), "")
@@ -103,13 +120,13 @@ def main() -> int:
     chosen = [m for m in models() if not args.only or m[0] in args.only or m[0].removeprefix("fixture ") in args.only]
     rows, failed = [], 0
     started = time.monotonic()
-    for i, (name, path, code) in enumerate(chosen, 1):
+    for i, (name, path, flags) in enumerate(chosen, 1):
         print(f"corpus: [{i}/{len(chosen)}] {name}", file=sys.stderr, flush=True)
-        outcome = build(path, code, args.timeout)
+        outcome = build(path, flags, args.timeout)
         RAW.mkdir(parents=True, exist_ok=True)  # every answer kept: the table can be written again from them
         (RAW / f"{name.replace(' ', '-')}.json").write_text(json.dumps(outcome, indent=1))
         failed += outcome.get("exit") != 0
-        rows.append(row(name, outcome))
+        rows.append(row(name + _choices(name), outcome))
         print(f"corpus:   {rows[-1]}", file=sys.stderr, flush=True)
     header = [
         "# Every corpus and fixture model, built and verified",
@@ -117,7 +134,8 @@ def main() -> int:
         f"Written by `make corpus` (tools/corpus.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{len(chosen)} models in {(time.monotonic() - started) / 60:.0f} min, on a machine "
         f"{'with' if os.environ.get('SMENV_BASE_REGISTRY') else 'without'} a registry: `smenv build MODEL --json` "
-        "(plus `--code` for a fixture's custom-layer module), nothing else. \"exact\" says whether the TensorFlow "
+        "(plus `--code` for a fixture's custom-layer module, and the choice only its user can make where the model "
+        "column shows one), nothing else. \"exact\" says whether the TensorFlow "
         "used is the model's own release (a nightly or rc producer maps to its final release), or the nearest "
         "release that loads it because its own cannot be built on this host. \"verdict\" says \"served\" when the "
         "image's own command then served the model and answered a prediction through the served API; the two "

@@ -66,6 +66,9 @@ class EnvironmentPlan:
     # False only with --unsafe-deserialization: Keras then loads the model with safe_mode=False, so
     # the Lambda bytecode saved in it runs in the image.
     keras_safe_mode: bool = True
+    # --model-builder MODULE:FUNCTION for a weights-only file: the image calls it for the model, then
+    # load_weights(FILE). None for every other model (and then not written).
+    model_builder: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,6 +78,8 @@ class EnvironmentPlan:
                 del package["optional"]
         if self.keras_safe_mode:  # the default is not written: smenv.json, and so the image, stays as it was
             del data["keras_safe_mode"]
+        if self.model_builder is None:
+            del data["model_builder"]
         return data
 
     def with_decision(self, decision: Decision) -> EnvironmentPlan:

@@ -20,6 +20,7 @@ from smenv.env.plan import Decision, EnvironmentPlan, Package, requirement_name
 from smenv.env.releases import Release, UnknownRelease
 from smenv.env.requirements import Requirement, Requirements
 from smenv.errors import ExactReleaseUnavailable, ResolutionError, UsageError, WeightsOnly
+from smenv.model.builder import ModelBuilder
 from smenv.model.facts import H5, KERAS, KERAS_SAVEDMODEL, CompanionPackage, ModelFacts
 
 # Names under which TensorFlow itself can appear in a requirements file.
@@ -42,6 +43,7 @@ class ResolveOptions:
     extra_packages: tuple[str, ...] = ()  # added by --fix
     exact: bool = False  # --exact: refuse rather than plan onto the nearest release that loads the model
     unsafe_deserialization: bool = False  # load with Keras safe_mode=False: the model's Lambda bytecode runs
+    model_builder: ModelBuilder | None = None  # --model-builder: builds the model a weights-only file is read into
     bases: BaseAvailability = BaseAvailability()  # which Pythons' base images this host can obtain
 
 
@@ -60,12 +62,7 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     options.check(opts.python, opts.as_of, opts.tf_version)
     reqs = reqs or Requirements()
     b = _Builder()
-    if facts.weights_only:
-        raise WeightsOnly(
-            "this file holds weights only: loading it needs the Python code that builds the model. "
-            "Save the whole model (model.save('model.keras')) and build from that",
-            facts.path,
-        )
+    _check_builder(facts, opts)
     release = _choose_tensorflow(facts, reqs, opts, b)
     release, exact_release = _nearest_if_unobtainable(facts, release, opts, b)
     python = _choose_python(release, opts, b)
@@ -98,6 +95,10 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
     keras_loads = facts.format in (KERAS, H5, KERAS_SAVEDMODEL)
     if opts.unsafe_deserialization:
         _unsafe_deserialization(facts, keras_loads, b)
+    if opts.model_builder:
+        b.decide("loader", f"{opts.model_builder}, then load_weights",
+                 f"the file holds weights only: the image calls {opts.model_builder}() from your --code for the model, "
+                 "then reads the weights into it")
     return EnvironmentPlan(
         tensorflow_version=release.version,
         tensorflow_package=tf_package,
@@ -122,7 +123,26 @@ def resolve(facts: ModelFacts, reqs: Requirements | None, opts: ResolveOptions) 
         exact_release=exact_release,
         # Only a Keras loader has a safe mode: a plain SavedModel's plan, smenv.json and labels stay as they were.
         keras_safe_mode=not (opts.unsafe_deserialization and keras_loads),
+        model_builder=str(opts.model_builder) if opts.model_builder else None,
     )
+
+
+def _check_builder(facts: ModelFacts, opts: ResolveOptions) -> None:
+    """A weights-only file needs --model-builder, and only such a file takes one."""
+    builder = opts.model_builder
+    if facts.weights_only and builder is None:
+        raise WeightsOnly(
+            "this file holds weights only: loading it needs the Python code that builds the model. Pass that code "
+            "with --code FILE --model-builder MODULE:FUNCTION (a function returning the model, built), or save the "
+            "whole model (model.save('model.keras')) and build from that",
+            facts.path,
+        )
+    if builder is not None and not facts.weights_only:
+        raise UsageError(f"--model-builder {builder} is for weights-only files (model.save_weights); this model holds "
+                         "its architecture and loads without it", facts.path)
+    if builder is not None and opts.unsafe_deserialization:
+        raise UsageError("--unsafe-deserialization has no effect with --model-builder: the model is built by your code "
+                         "and only weights are read from the file", facts.path)
 
 
 def _unsafe_deserialization(facts: ModelFacts, keras_loads: bool, b: _Builder) -> None:
@@ -411,7 +431,8 @@ def _tensorflow_package(release: Release, python: tuple[str, ...], gpu: bool, b:
 
 def _keras_policy(facts: ModelFacts, release: Release, b: _Builder) -> bool:
     """True when a Keras 2 model must run on TF >= 2.16 through tf-keras (TF_USE_LEGACY_KERAS=1)."""
-    keras2_model = facts.format in (KERAS_SAVEDMODEL, H5) or (
+    keras3_weights = facts.weights_layout == "keras3-weights"  # Keras 3's .weights.h5, read by Keras 3 itself
+    keras2_model = facts.format == KERAS_SAVEDMODEL or (facts.format == H5 and not keras3_weights) or (
         facts.format == KERAS and facts.keras_version is not None and facts.keras_version.startswith("2.")
     )
     if keras2_model and release.keras_major == 3:

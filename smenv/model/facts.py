@@ -103,6 +103,9 @@ class ModelFacts:
     layers: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     call_hints: tuple[CallHint, ...] = ()  # for the verifier's synthetic input, read from configs and signatures
+    # For a weights-only .h5: "keras2-weights" (tf.keras save_weights, records its Keras version) or
+    # "keras3-weights" (Keras 3 .weights.h5, records none); None for every other model (and then not written).
+    weights_layout: str | None = None
 
     @property
     def lambda_layers(self) -> int:
@@ -111,5 +114,7 @@ class ModelFacts:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.weights_layout is None:  # said only where it applies: smenv.json, and so the image, stays as it was
+            del data["weights_layout"]
         # Tuples become lists in JSON anyway; spell the shapes out so `null` means "unknown".
         return {"schema": 1, **data}

@@ -142,7 +142,7 @@ def _h5(path: Path, notes: list[str]) -> dict:
     if model.config is None:
         notes.append(
             f"weights only ({model.weights_layout}): loading needs the Python code that builds the model; "
-            "save the full model (model.save) to build an image that loads it"
+            "give it with --code FILE --model-builder MODULE:FUNCTION, or save the full model (model.save)"
         )
     return {
         "format": H5,
@@ -157,6 +157,7 @@ def _h5(path: Path, notes: list[str]) -> dict:
         "custom_objects": config.objects(),
         "layers": dict(sorted(config.layers.items())),
         "weights_only": model.config is None,
+        "weights_layout": None if model.config is not None else model.weights_layout,
         "call_hints": (hint,) if hint else (),
     }
 

@@ -109,6 +109,8 @@ def image_labels(facts: ModelFacts, plan: EnvironmentPlan, lock: Lock, base_imag
     }
     if not plan.keras_safe_mode:  # for whoever audits what runs: this image runs the model's saved bytecode
         labels["org.smenv.keras.safe_mode"] = "false"
+    if plan.model_builder:  # the architecture comes from the user's code, not from the model file
+        labels["org.smenv.model.builder"] = plan.model_builder
     return labels
 
 

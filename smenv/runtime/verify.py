@@ -17,6 +17,7 @@ model, which loaded, is not reported as failing; a call that fails on the user's
 """
 
 import argparse
+import importlib
 import inspect
 import json
 import platform
@@ -108,7 +109,9 @@ def run(plan, args, result):
         result["keras"] = getattr(keras, "__version__", None) or _keras_version(tf)
         model = load_keras_model(keras, path, plan)
         timings["load_s"] = round(time.perf_counter() - started, 3)
-        log("model loaded with %s.models.load_model in %.1fs" % (keras.__name__, timings["load_s"]))
+        builder = plan["environment"].get("model_builder")
+        how = "%s(), then load_weights" % builder if builder else "%s.models.load_model" % keras.__name__
+        log("model loaded with %s in %.1fs" % (how, timings["load_s"]))
         result["stage"] = "call"
         entry, error = _call_keras(model, samples, _hint(plan, KERAS_SIGNATURE), np, tf)
         result["signatures"].append(entry)
@@ -243,7 +246,11 @@ def _keras_module(plan, tf):
 
 def load_keras_model(keras, path, plan):
     """keras.models.load_model, with safe_mode=False where the plan says so (--unsafe-deserialization).
-    Keras 3 and tf.keras >= 2.13 take safe_mode; older tf.keras have no safe mode to turn off."""
+    Keras 3 and tf.keras >= 2.13 take safe_mode; older tf.keras have no safe mode to turn off.
+    A weights-only file is read into the model the plan's --model-builder function returns."""
+    builder = plan["environment"].get("model_builder")
+    if builder:
+        return _built_model(builder, path)
     kwargs = {"compile": False}
     if plan["environment"].get("keras_safe_mode", True) is False:
         config = getattr(keras, "config", None)
@@ -256,6 +263,18 @@ def load_keras_model(keras, path, plan):
         if "safe_mode" in parameters:
             kwargs["safe_mode"] = False
     return keras.models.load_model(path, **kwargs)
+
+
+def _built_model(builder, path):
+    """MODULE:FUNCTION called with no arguments, then load_weights(path): Keras matches the file's
+    layers to the model's in order (legacy HDF5) or by name (Keras 3 .weights.h5), and raises
+    ValueError naming the first layer whose weights do not fit."""
+    module_name, _, function = builder.partition(":")
+    model = getattr(importlib.import_module(module_name), function)()
+    if not callable(getattr(model, "load_weights", None)):
+        raise TypeError("--model-builder %s returned %s, not a Keras model" % (builder, type(model).__name__))
+    model.load_weights(path)
+    return model
 
 
 def _keras_version(tf):

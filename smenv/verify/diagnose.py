@@ -34,6 +34,7 @@ KINDS = {
     "numpy_abi": 24,
     "savedmodel_too_new": 25,
     "weights_only": 26,
+    "weights_mismatch": 26,
     "lambda_safe_mode": 27,
     "timeout": 28,
     "out_of_memory": 29,
@@ -270,7 +271,39 @@ def _weights_only(text: str, plan: ImagePlan) -> Diagnosis | None:
     return _diag(
         "weights_only",
         "the file holds weights only, without the model's architecture",
-        "save the whole model where it was trained (model.save('model.keras')) and build from that file",
+        "save the whole model where it was trained (model.save('model.keras')) and build from that file, or give the "
+        "code that builds it: --code FILE --model-builder MODULE:FUNCTION",
+    )
+
+
+# What Keras raises when the weights do not fit the model --model-builder returned: the legacy HDF5
+# reader (keras/src/legacy/saving/legacy_h5_format.py, tf_keras's hdf5_format.py; before TF 2.4 "You
+# are trying to load a weight file containing N layers into a model with M layers"), and Keras 3's own
+# .weights.h5 reader (keras/src/layers/layer.py _check_load_own_variables; a shape that differs fails in
+# keras/src/backend/common/variables.py assign()); TensorFlow's own shape check on assignment ("Cannot
+# assign value to variable ...", before TF 2.9 "Shapes (4, 8) and (4, 4) are incompatible") where a
+# reader did not compare shapes; tf.keras's by-name reader before Keras 2.13 ("... was found to correspond
+# to layer ...").
+_WEIGHTS_MISMATCH = re.compile(
+    r"(Layer count mismatch when loading weights[^\n]*|Weight count mismatch for[^\n]*|Shape mismatch in [^\n]*|"
+    r"You are trying to load a weight file containing[^\n]*|Layer '[^']+' expected \d+ variables, but received[^\n]*|"
+    r"Cannot assign (?:value )?to variable[^\n]*|The shape of the target variable and the shape of the target value[^\n]*|"
+    r"was found to correspond to layer[^\n]*|Shapes \([^)]*\) and \([^)]*\) are incompatible[^\n]*)"
+)
+
+
+def _weights_mismatch(text: str, plan: ImagePlan) -> Diagnosis | None:
+    if not plan.model_builder:
+        return None
+    m = _WEIGHTS_MISMATCH.search(text)
+    if not m:
+        return None
+    return _diag(
+        "weights_mismatch",
+        f"the weights do not fit the model {plan.model_builder}() returned: {m.group(1).strip()}",
+        f"make {plan.model_builder} build the architecture the weights were saved from (same layers, in the same "
+        "order, with the same shapes), or save the whole model (model.save('model.keras')) and build from that",
+        {"model_builder": plan.model_builder},
     )
 
 
@@ -389,7 +422,7 @@ def _tfp_version(text: str, plan: ImagePlan) -> Diagnosis | None:
 
 _RULES: tuple[Callable[[str, ImagePlan], Diagnosis | None], ...] = (
     _numpy_abi, _op_not_registered, _savedmodel_too_new, _lambda, _keras_format,
-    _weights_only, _unknown_object, _missing_module, _tfp_version,
+    _weights_only, _weights_mismatch, _unknown_object, _missing_module, _tfp_version,
 )
 
 

@@ -30,6 +30,7 @@ class ImagePlan:
     model_keras: str | None = None  # the Keras that saved it, when it records one
     model_size_bytes: int | None = None
     objects: tuple[CustomObject, ...] = ()  # the model's custom objects
+    model_builder: str | None = None  # --model-builder MODULE:FUNCTION of a weights-only file
 
     @classmethod
     def from_json(cls, plan: dict[str, Any]) -> ImagePlan:
@@ -47,6 +48,7 @@ class ImagePlan:
             model_tensorflow=model.get("tensorflow_version"),
             model_keras=model.get("keras_version"),
             model_size_bytes=model.get("size_bytes"),
+            model_builder=env.get("model_builder"),
             objects=tuple(
                 CustomObject(o.get("class_name") or "", o.get("module"), o.get("registered_name"), o.get("kind") or "class")
                 for o in model.get("custom_objects") or []

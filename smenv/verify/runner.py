@@ -246,4 +246,6 @@ def _plan_for_model(plan: dict, model: Path) -> tuple[dict, Path]:
     plan["model"] = facts.to_json()
     plan["image"]["model_path"] = f"{OVERRIDE_DIR}/model" + ("" if root.is_dir() else f"/{root.name}")
     plan["environment"]["loader"] = "keras" if facts.format in (KERAS, H5, KERAS_SAVEDMODEL) else "saved_model"
+    if not facts.weights_only:  # the image's --model-builder is for weights; a whole model loads by itself
+        plan["environment"].pop("model_builder", None)
     return plan, root

@@ -31,7 +31,8 @@ def build(model: Path, tmp_path: Path, requirements: str | None = None, engine=N
     if requirements is not None:
         req = tmp_path / "requirements.txt"
         req.write_text(requirements)
-    options = ResolveOptions(**{k: kwargs.pop(k) for k in ("python", "tf_version", "unsafe_deserialization") if k in kwargs})
+    options = ResolveOptions(**{k: kwargs.pop(k) for k in ("python", "tf_version", "unsafe_deserialization", "model_builder")
+                               if k in kwargs})
     return pipeline.build(pipeline.ModelInput(model), req, options, engine=engine, **kwargs)
 
 
@@ -141,6 +142,59 @@ def test_a_weights_only_file_loads_into_the_model_its_builder_returns(base_image
             subprocess.run(["docker", "rm", "-f", container], capture_output=True)
         if docker_engine.image_info(tag) is not None:
             docker_engine.remove_image(tag, force=True)
+
+
+def test_keras3_weights_saved_by_keras_3_load_through_keras_3(base_image_311, docker_engine, tmp_path):
+    """A Keras 3 `.weights.h5`, written by Keras 3 itself in a container of a Keras 3 image, records no
+    version: with --tf-version it is planned on Keras 3 (no tf-keras), loads into the builder's model and
+    answers what the model that saved it computed."""
+    from smenv.model.builder import ModelBuilder
+    from test_serve_image import free_port, wait_ready
+
+    keras3 = build(MODELS / "tf218-keras3.keras", tmp_path / "k3", engine=docker_engine, python="3.11")
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)  # the image runs as user 10001
+    save = (
+        "import json, numpy as np, smenv_fixture_builders_k3 as b\n"
+        "m = b.tiny_functional()\n"
+        "for i, w in enumerate(m.weights):\n"
+        "    n = int(np.prod(w.shape))\n"
+        "    w.assign((np.linspace(-1, 1, n, dtype='float32') * (i + 1)).reshape(tuple(w.shape)))\n"
+        "m.save_weights('/out/tiny.weights.h5')\n"
+        "print(json.dumps(m.predict(np.array([[1, 2, 3, 4], [0.5, -1, 0, 2]], 'float32'), verbose=0).tolist()))\n"
+    )
+    saved = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{out}:/out", "-v", f"{USERCODE}:/code:ro",
+                            "-e", "PYTHONPATH=/code", keras3.image, "python", "-c", save],
+                           capture_output=True, text=True, timeout=600)
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    expected = json.loads(saved.stdout.strip().splitlines()[-1])
+    weights = out / "tiny.weights.h5"
+
+    built = build(weights, tmp_path / "w", engine=docker_engine, tf_version="2.19.1", tag="smenv-test/k3-weights:1",
+                  model_builder=ModelBuilder("smenv_fixture_builders_k3", "tiny_functional"),
+                  code=(USERCODE / "smenv_fixture_builders_k3.py",))
+    container = None
+    try:
+        plan = built.generated.plan
+        assert built.generated.facts.weights_layout == "keras3-weights"
+        assert (plan.keras_major, plan.legacy_keras) == (3, False) and "tf-keras" not in built.generated.lock.packages
+        verdict = built.verdict.to_json()
+        assert built.exit_code == 0 and verdict["load"]["ok"] and verdict["serve"]["ok"], verdict
+        port = free_port()
+        container = subprocess.run(["docker", "run", "-d", "-p", f"127.0.0.1:{port}:8501", "--read-only", "--tmpfs", "/tmp",
+                                    built.image], capture_output=True, text=True, check=True).stdout.strip()
+        url = f"http://127.0.0.1:{port}"
+        assert wait_ready(url, container)
+        name = docker_engine.image_info(built.image).labels["org.smenv.model.name"]
+        answer = requests.post(f"{url}/v1/models/{name}:predict", json={"instances": [[1, 2, 3, 4], [0.5, -1, 0, 2]]}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        served = [v for row in answer.json()["predictions"] for v in row]
+        assert served == pytest.approx([v for row in expected for v in row], rel=1e-5)
+    finally:
+        if container:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        docker_engine.remove_image(built.image, force=True)
 
 
 def test_custom_layer_is_diagnosed_without_code_and_loads_with_it(base_image_311, docker_engine, tmp_path):

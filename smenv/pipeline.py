@@ -20,8 +20,10 @@ from smenv.model.builder import check as check_builder
 from smenv.model.facts import ModelFacts
 from smenv.model.inspect import inspect_model
 from smenv.model.load_risks import foresee
+from smenv.errors import UsageError
 from smenv.render.context import ContextError, ContextFiles, write_context
 from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile, serving_name
+from smenv.render.runtime_files import RUNTIME_MODULES
 
 if TYPE_CHECKING:
     from smenv.docker.engine import ImageInfo, Sandbox
@@ -71,10 +73,15 @@ def plan(model: ModelInput, requirements: Path | None, options: ResolveOptions) 
 
 
 def check_code(code: tuple[Path, ...]) -> None:
-    """Every --code path exists (it is copied into the context and the image)."""
+    """Every --code path exists (it is copied into the context and the image), under a name the image's
+    own runtime does not take first."""
     for c in code:
         if not c.exists():
             raise ContextError("--code path not found", c)
+        module = c.name[:-3] if c.name.endswith(".py") else c.name
+        if module in RUNTIME_MODULES:
+            raise UsageError(f"--code: the image's own {module!r} module comes first on its PYTHONPATH, so this one "
+                             "would never be imported; rename it", c)
 
 
 def generate(

@@ -157,3 +157,16 @@ def test_a_misnamed_model_builder_is_exit_2_before_the_engine_is_asked(tmp_path)
         f"smenv: error: {builders}: --model-builder smenv_fixture_builders:nope: the module defines no top-level nope"]
     image = run_cli(["serve", "smenv/some-model:1", "--model-builder", "m:build"], tmp_path)
     assert image.returncode == 2 and "applies when serve builds a model" in image.stderr, image.stderr
+
+
+@pytest.mark.parametrize("name", ["serve.py", "verify.py", "serve"])
+def test_code_named_like_the_images_runtime_is_refused(tmp_path, name):
+    """/opt/smenv (verify.py, serve/) comes first on the image's PYTHONPATH: such a module would never load."""
+    code = tmp_path / name
+    if name.endswith(".py"):
+        code.write_text("X = 1\n")
+    else:
+        code.mkdir()
+    proc = run_cli(["generate", str(MODELS / "tf215-savedmodel"), "--code", str(code), "--dry-run"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"smenv: error: {code}: --code: the image's own")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smenv.errors import UsageError, first_line
+from smenv.render.runtime_files import RUNTIME_MODULES
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,10 @@ def parse(spec: str) -> ModelBuilder:
     return ModelBuilder(module, function)
 
 
-# Top-level names the image's own runtime takes (/opt/smenv comes first on its PYTHONPATH): a user module
-# of that name would never be imported.
-RESERVED = ("verify", "serve")
-
-
 def check(builder: ModelBuilder, code: tuple[Path, ...]) -> Path:
     """The source file that defines the builder's function, among the --code paths; else a usage error."""
     head = builder.module.split(".")[0]
-    if head in RESERVED:
+    if head in RUNTIME_MODULES:
         raise UsageError(f"--model-builder {builder}: the image's own {head!r} module would be imported instead of yours; "
                          "rename your module")
     try:

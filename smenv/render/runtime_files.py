@@ -12,6 +12,9 @@ from importlib import resources
 RUNTIME_DIR = "/opt/smenv"
 SERVE_PACKAGE = "serve"  # /opt/smenv/serve, imported as `serve`
 PORT = 8501  # TensorFlow Serving's REST port, which clients written for it expect
+# Top-level module names the runtime takes: /opt/smenv comes first on the image's PYTHONPATH, so a --code
+# module of the same name would never be imported (pipeline.check_code and model/builder.py refuse them).
+RUNTIME_MODULES = ("verify", SERVE_PACKAGE)
 CMD = ("python", "-m", "serve")
 PROBE = ("python", "-m", "serve.probe")  # GET /v2/health/ready on 127.0.0.1:$PORT; no curl needed
 # HEALTHCHECK timings. The start period covers importing TensorFlow and loading the model (7 to 14 s

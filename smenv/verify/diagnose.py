@@ -271,8 +271,8 @@ def _weights_only(text: str, plan: ImagePlan) -> Diagnosis | None:
     return _diag(
         "weights_only",
         "the file holds weights only, without the model's architecture",
-        "save the whole model where it was trained (model.save('model.keras')) and build from that file, or give the "
-        "code that builds it: --code FILE --model-builder MODULE:FUNCTION",
+        "save the whole model where it was trained (model.save('model.keras')) and build from that file, or rebuild "
+        "with the code that builds it: smenv build MODEL --code FILE --model-builder MODULE:FUNCTION",
     )
 
 

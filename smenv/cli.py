@@ -119,14 +119,13 @@ def _handled(as_json: bool):
 def _builder(spec: str | None, code: list[Path] | None):
     """--model-builder parsed and found in the --code modules (without running them), None when not
     given: a malformed or misnamed one is exit 2 before the engine is asked or anything is locked."""
-    from smenv.model.builder import check, parse
+    from smenv.model.builder import parse
     from smenv.pipeline import check_code
 
     if spec is None:
         return None
     builder = parse(spec)
-    check_code(tuple(code or ()))
-    check(builder, tuple(code or ()))
+    check_code(tuple(code or ()), builder)
     return builder
 
 

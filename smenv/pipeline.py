@@ -16,11 +16,12 @@ from smenv.env.lock import Lock, lock_plan
 from smenv.env.plan import EnvironmentPlan
 from smenv.env.requirements import Requirements, parse_requirements
 from smenv.env.resolve import BaseImageChoice, ResolveOptions, choose_base_image, resolve
+from smenv.errors import UsageError
+from smenv.model.builder import ModelBuilder
 from smenv.model.builder import check as check_builder
 from smenv.model.facts import ModelFacts
 from smenv.model.inspect import inspect_model
 from smenv.model.load_risks import foresee
-from smenv.errors import UsageError
 from smenv.render.context import ContextError, ContextFiles, write_context
 from smenv.render.dockerfile import MODEL_DIR, UID, render_dockerfile, serving_name
 from smenv.render.runtime_files import RUNTIME_MODULES
@@ -72,9 +73,9 @@ def plan(model: ModelInput, requirements: Path | None, options: ResolveOptions) 
     return facts, resolve(facts, reqs, options)
 
 
-def check_code(code: tuple[Path, ...]) -> None:
+def check_code(code: tuple[Path, ...], builder: ModelBuilder | None = None) -> None:
     """Every --code path exists (it is copied into the context and the image), under a name the image's
-    own runtime does not take first."""
+    own runtime does not take first, and defines the --model-builder function (found without running it)."""
     for c in code:
         if not c.exists():
             raise ContextError("--code path not found", c)
@@ -82,6 +83,8 @@ def check_code(code: tuple[Path, ...]) -> None:
         if module in RUNTIME_MODULES:
             raise UsageError(f"--code: the image's own {module!r} module comes first on its PYTHONPATH, so this one "
                              "would never be imported; rename it", c)
+    if builder is not None:
+        check_builder(builder, code)
 
 
 def generate(
@@ -95,9 +98,7 @@ def generate(
     dry_run: bool = False,
     progress: Progress = lambda msg: None,
 ) -> Generated:
-    check_code(code)
-    if options.model_builder is not None:
-        check_builder(options.model_builder, code)  # a typo is said now, not after the build
+    check_code(code, options.model_builder)  # a typo is said now, not after the build
     progress("reading the model")
     facts, env_plan = plan(model, requirements, options)
     nearest = _nearest_release_note(env_plan)

@@ -30,6 +30,7 @@ def make_plan(
     imports: list[str] | None = None,
     python: str = "3.11",
     model: dict | None = None,
+    model_builder: str | None = None,
 ) -> dict:
     """A smenv.json as smenv.pipeline writes it, reduced to the keys diagnose reads.
 
@@ -53,6 +54,7 @@ def make_plan(
             "legacy_keras": legacy_keras,
             "loader": "saved_model" if fmt == "savedmodel" else "keras",
             "packages": [{"requirement": f"tensorflow-cpu=={tf}", "origin": "model", "reason": ""}],
+            **({"model_builder": model_builder} if model_builder else {}),
         },
         "lock": {"digest": "sha256:0", "packages": {"tensorflow-cpu": tf, "numpy": "1.26.4", **(lock or {})}},
         "image": {"model_path": "/opt/smenv/model", "uid": 10001, "code": code or [], "imports": imports or []},
@@ -364,8 +366,7 @@ CASES = [
         # keras/src/legacy/saving/legacy_h5_format.py, load_weights_from_hdf5_group()
         failed("load", "ValueError", "Shape mismatch in layer #0 (named hidden)for weight hidden/kernel. Weight expects "
                "shape (4, 8). Received saved weight with shape (4, 4)"),
-        {**make_plan(fmt="h5", producer=None, keras_version="2.15.0"),
-         "environment": {**make_plan()["environment"], "loader": "keras", "model_builder": "my_model:build"}},
+        make_plan(fmt="h5", producer=None, keras_version="2.15.0", model_builder="my_model:build"),
         {},
         "weights_mismatch",
         (),
@@ -376,8 +377,7 @@ CASES = [
         # What tests/test_docker_build.py meets with tf215-weights.h5 and a too wide hidden layer.
         failed("load", "ValueError", "Cannot assign value to variable ' hidden/kernel:0': Shape mismatch.The variable "
                "shape (4, 8), and the assigned value shape (4, 4) are incompatible."),
-        {**make_plan(fmt="h5", producer=None, keras_version="2.15.0"),
-         "environment": {**make_plan()["environment"], "loader": "keras", "model_builder": "my_model:build"}},
+        make_plan(fmt="h5", producer=None, keras_version="2.15.0", model_builder="my_model:build"),
         {},
         "weights_mismatch",
         (),
@@ -389,8 +389,7 @@ CASES = [
         failed("load", "ValueError", "The shape of the target variable and the shape of the target value in "
                "`variable.assign(value)` must match. variable.shape=(4, 8), Received: value.shape=(4, 4). Target variable: "
                "<KerasVariable shape=(4, 8), dtype=float32, path=hidden/kernel>"),
-        {**make_plan(tf="2.17.1", keras_major=3, fmt="h5", producer=None),
-         "environment": {**make_plan(tf="2.17.1", keras_major=3)["environment"], "loader": "keras", "model_builder": "my_model:build"}},
+        make_plan(tf="2.17.1", keras_major=3, fmt="h5", producer=None, model_builder="my_model:build"),
         {},
         "weights_mismatch",
         (),

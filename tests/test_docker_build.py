@@ -36,6 +36,26 @@ def build(model: Path, tmp_path: Path, requirements: str | None = None, engine=N
     return pipeline.build(pipeline.ModelInput(model), req, options, engine=engine, **kwargs)
 
 
+def served_predictions(engine, image: str, instances: list) -> list[float]:
+    """`image` run as deployed (its own command, read-only root), asked TF Serving's `:predict` for
+    `instances` under the model name its label gives; the predictions, flattened. The container is removed."""
+    from test_serve_image import free_port, wait_ready
+
+    port, container = free_port(), None
+    try:
+        container = subprocess.run(["docker", "run", "-d", "-p", f"127.0.0.1:{port}:8501", "--read-only", "--tmpfs", "/tmp",
+                                    image], capture_output=True, text=True, check=True).stdout.strip()
+        url = f"http://127.0.0.1:{port}"
+        assert wait_ready(url, container)
+        name = engine.image_info(image).labels["org.smenv.model.name"]
+        answer = requests.post(f"{url}/v1/models/{name}:predict", json={"instances": instances}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return [value for row in answer.json()["predictions"] for value in row]
+    finally:
+        if container:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def tf215(base_image_311, docker_engine, tmp_path_factory):
     return build(MODELS / "tf215-savedmodel", tmp_path_factory.mktemp("tf215"), engine=docker_engine)
@@ -110,7 +130,6 @@ def test_a_weights_only_file_loads_into_the_model_its_builder_returns(base_image
                                "--model-builder", builder, "--tag", tag, "--json"],
                               capture_output=True, text=True, timeout=1800, cwd=tmp_path)
 
-    container = None
     try:
         wrong = cli("smenv_fixture_builders:too_wide")
         assert wrong.returncode == 26, wrong.stderr[-2000:]
@@ -125,21 +144,10 @@ def test_a_weights_only_file_loads_into_the_model_its_builder_returns(base_image
         labels = docker_engine.image_info(tag).labels
         assert labels["org.smenv.model.builder"] == "smenv_fixture_builders:tiny_functional"
 
-        from test_serve_image import free_port, wait_ready
-
-        port = free_port()
-        container = subprocess.run(["docker", "run", "-d", "-p", f"127.0.0.1:{port}:8501", "--read-only", "--tmpfs", "/tmp", tag],
-                                   capture_output=True, text=True, check=True).stdout.strip()
-        url = f"http://127.0.0.1:{port}"
-        assert wait_ready(url, container)
         expected = json.loads((MODELS / "EXPECTED.json").read_text())["tf215-full.h5"]["example_call"]
-        answer = requests.post(f"{url}/v1/models/{labels['org.smenv.model.name']}:predict", json={"instances": expected["input"]}, timeout=60)
-        assert answer.status_code == 200, answer.text
-        served = [value for row in answer.json()["predictions"] for value in row]
+        served = served_predictions(docker_engine, tag, expected["input"])
         assert served == pytest.approx([value for row in expected["output"] for value in row], rel=1e-5)
     finally:
-        if container:
-            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
         if docker_engine.image_info(tag) is not None:
             docker_engine.remove_image(tag, force=True)
 
@@ -149,7 +157,6 @@ def test_keras3_weights_saved_by_keras_3_load_through_keras_3(base_image_311, do
     version: with --tf-version it is planned on Keras 3 (no tf-keras), loads into the builder's model and
     answers what the model that saved it computed."""
     from smenv.model.builder import ModelBuilder
-    from test_serve_image import free_port, wait_ready
 
     keras3 = build(MODELS / "tf218-keras3.keras", tmp_path / "k3", engine=docker_engine, python="3.11")
     out = tmp_path / "out"
@@ -174,26 +181,15 @@ def test_keras3_weights_saved_by_keras_3_load_through_keras_3(base_image_311, do
     built = build(weights, tmp_path / "w", engine=docker_engine, tf_version="2.19.1", tag="smenv-test/k3-weights:1",
                   model_builder=ModelBuilder("smenv_fixture_builders_k3", "tiny_functional"),
                   code=(USERCODE / "smenv_fixture_builders_k3.py",))
-    container = None
     try:
         plan = built.generated.plan
         assert built.generated.facts.weights_layout == "keras3-weights"
         assert (plan.keras_major, plan.legacy_keras) == (3, False) and "tf-keras" not in built.generated.lock.packages
         verdict = built.verdict.to_json()
         assert built.exit_code == 0 and verdict["load"]["ok"] and verdict["serve"]["ok"], verdict
-        port = free_port()
-        container = subprocess.run(["docker", "run", "-d", "-p", f"127.0.0.1:{port}:8501", "--read-only", "--tmpfs", "/tmp",
-                                    built.image], capture_output=True, text=True, check=True).stdout.strip()
-        url = f"http://127.0.0.1:{port}"
-        assert wait_ready(url, container)
-        name = docker_engine.image_info(built.image).labels["org.smenv.model.name"]
-        answer = requests.post(f"{url}/v1/models/{name}:predict", json={"instances": [[1, 2, 3, 4], [0.5, -1, 0, 2]]}, timeout=60)
-        assert answer.status_code == 200, answer.text
-        served = [v for row in answer.json()["predictions"] for v in row]
+        served = served_predictions(docker_engine, built.image, [[1, 2, 3, 4], [0.5, -1, 0, 2]])
         assert served == pytest.approx([v for row in expected for v in row], rel=1e-5)
     finally:
-        if container:
-            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
         docker_engine.remove_image(built.image, force=True)
 
 

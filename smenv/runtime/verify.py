@@ -268,7 +268,7 @@ def load_keras_model(keras, path, plan):
 def _built_model(builder, path):
     """MODULE:FUNCTION called with no arguments, then load_weights(path): Keras matches the file's
     layers to the model's in order (legacy HDF5) or by name (Keras 3 .weights.h5), and raises
-    ValueError naming the first layer whose weights do not fit."""
+    ValueError when the layer counts or a weight's shape do not fit (diagnose.py: weights_mismatch)."""
     module_name, _, function = builder.partition(":")
     model = getattr(importlib.import_module(module_name), function)()
     if not callable(getattr(model, "load_weights", None)):
